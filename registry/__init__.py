@@ -1,0 +1,1 @@
+"""The registry: identifier and value model, stores, authorisation and the write service."""

@@ -1,0 +1,102 @@
+"""Admin reads over many records: listing a prefix's handles, the node's prefixes, and
+reverse lookup by value. All require an authenticated identity with rights over the prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry import authz
+from registry.authz import Principal
+from registry.errors import InsufficientPermissions, InvalidHandle, NotResponsible
+from registry.model import admin as adm
+from registry.model.identifiers import (
+    NA_PREFIX,
+    check_prefix,
+    handle_key,
+    is_within,
+    parse,
+)
+from registry.model.values import type_key
+from registry.service import Registry
+
+MAX_REVERSE_RESULTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    total: int
+    handles: list[str]
+
+
+class Listings:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def _list_target(self, prefix: str) -> str:
+        """The prefix whose handles are listed: ``0.NA/88.118.8`` means ``88.118.8``."""
+        if prefix.upper().startswith(NA_PREFIX + "/"):
+            prefix = prefix[len(NA_PREFIX) + 1 :]
+        if "/" in prefix:
+            raise NotResponsible()
+        try:
+            check_prefix(prefix)
+        except InvalidHandle:
+            raise NotResponsible() from None
+        return prefix
+
+    async def list_handles(
+        self, prefix: str, who: Principal, offset: int = 0, limit: int | None = None
+    ) -> Page:
+        target = self._list_target(prefix)
+        key = handle_key(target)
+        if key == NA_PREFIX.upper():
+            prefixes = await self.prefixes()
+            allowed = [p for p in prefixes if await self._may_list(p.split("/", 1)[1], who)]
+            end = None if limit is None else offset + limit
+            return Page(len(allowed), allowed[offset:end])
+        if not any(is_within(key, h) for h in self.registry.homed_keys):
+            raise NotResponsible()
+        if not await self._may_list(target, who):
+            raise InsufficientPermissions(f"{who.identity} may not list handles of {target}")
+        total, handles = await self.registry.store.list_handles(key, offset, limit)
+        return Page(total, handles)
+
+    async def _may_list(self, prefix: str, who: Principal) -> bool:
+        ident = parse(prefix + "/x")  # stands for any handle under the prefix
+        records = await self.registry.authority(ident)
+        who = await self.registry.authenticator.with_groups(who, records)
+        return authz.rights_over(ident, records, who).may(adm.LIST_HANDLES)
+
+    async def prefixes(self) -> list[str]:
+        """Prefix handles (``0.NA/...``) this node is home for."""
+        _, handles = await self.registry.store.list_handles(NA_PREFIX.upper())
+        out = []
+        for h in handles:
+            key = handle_key(h.split("/", 1)[1])
+            if any(is_within(key, home) for home in self.registry.homed_keys):
+                out.append(h)
+        return out
+
+    async def administered(self, who: Principal) -> list[str]:
+        """Prefix keys over which ``who`` holds any right."""
+        out = []
+        for h in await self.prefixes():
+            prefix = h.split("/", 1)[1]
+            ident = parse(prefix + "/x")
+            records = await self.registry.authority(ident)
+            member = await self.registry.authenticator.with_groups(who, records)
+            if authz.rights_over(ident, records, member).inherited:
+                out.append(handle_key(prefix))
+        return out
+
+    async def reverse_lookup(
+        self, vtype: str, pattern: str, who: Principal, limit: int = 1000
+    ) -> list[str]:
+        within = await self.administered(who)
+        if not within:
+            return []
+        # Derived prefixes are covered by their ancestors: keep only the outermost ones.
+        outer = [k for k in within if not any(k != o and is_within(k, o) for o in within)]
+        return await self.registry.store.reverse_lookup(
+            type_key(vtype), pattern, min(limit, MAX_REVERSE_RESULTS), outer
+        )

@@ -1,0 +1,331 @@
+"""The write service: the one way anything changes the registry.
+
+Every write — HTTP, CLI, import, later the native admin interface and sync — runs
+authorise → validate → (sign, later) → store in one transaction → notify (cache
+invalidation) → acknowledge. Authorisation runs *inside* the store transaction on exactly the
+records being changed, so a concurrent change of HS_ADMIN values can never be raced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from registry import authz
+from registry.auth import Authenticator
+from registry.authz import Principal
+from registry.errors import (
+    HandleExists,
+    HandleNotFound,
+    InsufficientPermissions,
+    InvalidValue,
+    NotResponsible,
+    ValueExists,
+    ValuesNotFound,
+)
+from registry.model import admin as adm
+from registry.model.identifiers import (
+    Identifier,
+    handle_key,
+    is_within,
+    prefix_handle,
+    served_prefix,
+)
+from registry.model.values import HS_ADMIN, HS_SECKEY, MAX_VALUES, Value, type_key
+from registry.secrets import Sealer
+from registry.store.base import Change, Delete, Put, Record, Store
+
+WriteHook = Callable[[Sequence[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    handle: str
+    created: bool  # nothing existed before (HTTP 201)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    created: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+
+
+def _right_for(old: Value | None, new: Value | None) -> int:
+    admin = (old is not None and old.type == HS_ADMIN) or (new is not None and new.type == HS_ADMIN)
+    if old is None:
+        return adm.ADD_ADMIN if admin else adm.ADD_VALUE
+    if new is None:
+        return adm.REMOVE_ADMIN if admin else adm.REMOVE_VALUE
+    return adm.MODIFY_ADMIN if admin else adm.MODIFY_VALUE
+
+
+def check_unique(values: Sequence[Value]) -> None:
+    seen: set[int] = set()
+    for v in values:
+        if v.index in seen:
+            raise ValueExists(f"Index conflict for {v.index}")
+        seen.add(v.index)
+    if len(values) > MAX_VALUES:
+        raise InvalidValue(f"A record holds at most {MAX_VALUES} values")
+
+
+class Registry:
+    """Reads and writes of the registry for one node (its homed prefixes)."""
+
+    def __init__(
+        self,
+        store: Store,
+        sealer: Sealer,
+        homed: Sequence[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sealer = sealer
+        self.homed_keys = tuple(handle_key(p) for p in homed)
+        self.clock = clock
+        self.write_hooks: list[WriteHook] = []
+        self.authenticator = Authenticator(store, sealer)
+
+    # ------------------------------------------------------------ reading
+
+    def is_homed(self, ident: Identifier) -> bool:
+        key = handle_key(served_prefix(ident)) if ident.is_prefix_handle else ident.prefix_key
+        return any(is_within(key, h) for h in self.homed_keys)
+
+    def require_homed(self, ident: Identifier) -> None:
+        if not self.is_homed(ident):
+            raise NotResponsible()
+
+    async def authority(self, ident: Identifier) -> dict[str, Record]:
+        return await self.store.get_many(authz.authority_keys(ident))
+
+    def secret_of(self, value: Value) -> bytes:
+        return self.sealer.unseal(value.data)
+
+    # ------------------------------------------------------------ helpers
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def _prepare(self, v: Value, now: int, old: Value | None, imported: bool) -> Value:
+        """Seal secrets and stamp the value; an unchanged value keeps the stored one."""
+        if type_key(v.type) == HS_SECKEY:
+            if imported and Sealer.is_sealed(v.data):
+                try:
+                    plain = self.sealer.unseal(v.data)
+                except Exception:
+                    raise InvalidValue(
+                        f"HS_SECKEY value {v.index} is sealed under another "
+                        "node's key (copy secrets.key with the export)"
+                    ) from None
+            else:
+                plain = v.data
+            if old is not None and type_key(old.type) == HS_SECKEY:
+                same = replace(v, data=old.data, timestamp=old.timestamp)
+                if same.same_content(old) and self.sealer.unseal(old.data) == plain:
+                    return old
+            v = replace(v, data=self.sealer.seal(plain))
+        elif old is not None and v.same_content(old):
+            return old
+        if imported and v.timestamp:
+            return v
+        return replace(v, timestamp=now)
+
+    def _check(
+        self, ident: Identifier, records: Mapping[str, Record], who: Principal | None, right: int
+    ) -> None:
+        if who is None:
+            return  # trusted local operator (CLI with access to the data directory)
+        if not authz.rights_over(ident, records, who).may(right):
+            raise InsufficientPermissions(
+                f"{who.identity} may not {adm.RIGHT_NAMES[right]} on {ident.text}"
+            )
+
+    def _check_prefix_allocated(self, ident: Identifier, records: Mapping[str, Record]) -> None:
+        if ident.is_prefix_handle:
+            return
+        if handle_key(prefix_handle(ident.prefix)) not in records:
+            raise NotResponsible(f"Prefix {ident.prefix} is not allocated on this node")
+
+    async def _principal(self, ident: Identifier, who: Principal | None) -> Principal | None:
+        if who is None:
+            return None
+        return await self.authenticator.with_groups(who, await self.authority(ident))
+
+    async def _notify(self, keys: Sequence[str]) -> None:
+        for hook in self.write_hooks:
+            await hook(keys)
+
+    # ------------------------------------------------------------ writes
+
+    async def put_record(
+        self,
+        ident: Identifier,
+        values: Sequence[Value],
+        *,
+        overwrite: bool = True,
+        who: Principal | None = None,
+    ) -> WriteResult:
+        """Create ``ident`` with ``values`` or (``overwrite``) replace its values whole."""
+        self.require_homed(ident)
+        check_unique(values)
+        who = await self._principal(ident, who)
+        now = self._now()
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], WriteResult]:
+            existing = records.get(ident.key)
+            if existing is None:
+                self._check_prefix_allocated(ident, records)
+                self._check(ident, records, who, adm.ADD_HANDLE)
+                new = [self._prepare(v, now, None, False) for v in values]
+                return [Put(ident.key, Record(ident.text, tuple(new)))], WriteResult(
+                    ident.text, True
+                )
+            if not overwrite:
+                raise HandleExists()
+            old_by_index = {v.index: v for v in existing.values}
+            new = []
+            for v in values:
+                old = old_by_index.get(v.index)
+                prepared = self._prepare(v, now, old, False)
+                if prepared is not old:
+                    self._check(ident, records, who, _right_for(old, v))
+                new.append(prepared)
+            kept = {v.index for v in values}
+            for old in existing.values:
+                if old.index not in kept:
+                    self._check(ident, records, who, _right_for(old, None))
+            record = Record(existing.handle, tuple(new))
+            return [Put(ident.key, record)], WriteResult(ident.text, False)
+
+        result = await self.store.transact(authz.authority_keys(ident), mutate)
+        await self._notify([ident.key])
+        return result
+
+    async def put_values(
+        self,
+        ident: Identifier,
+        values: Sequence[Value],
+        *,
+        overwrite: bool = True,
+        who: Principal | None = None,
+    ) -> WriteResult:
+        """Add or replace just ``values`` in an existing record (the ``?index=`` form)."""
+        self.require_homed(ident)
+        check_unique(values)
+        who = await self._principal(ident, who)
+        now = self._now()
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], WriteResult]:
+            existing = records.get(ident.key)
+            if existing is None:
+                raise HandleNotFound()
+            by_index = {v.index: v for v in existing.values}
+            created = True
+            for v in values:
+                old = by_index.get(v.index)
+                if old is not None:
+                    created = False
+                    if not overwrite:
+                        raise ValueExists(f"Index conflict for {v.index}")
+                prepared = self._prepare(v, now, old, False)
+                if prepared is not old:
+                    self._check(ident, records, who, _right_for(old, v))
+                by_index[v.index] = prepared
+            if len(by_index) > MAX_VALUES:
+                raise InvalidValue(f"A record holds at most {MAX_VALUES} values")
+            # The reference re-sorts the whole record by index after an add.
+            merged = tuple(by_index[i] for i in sorted(by_index))
+            return [Put(ident.key, Record(existing.handle, merged))], WriteResult(
+                ident.text, created
+            )
+
+        result = await self.store.transact(authz.authority_keys(ident), mutate)
+        await self._notify([ident.key])
+        return result
+
+    async def delete_record(self, ident: Identifier, who: Principal | None = None) -> None:
+        if not self.is_homed(ident):
+            raise HandleNotFound()  # the reference answers 404 here, not 301
+        who = await self._principal(ident, who)
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], None]:
+            if ident.key not in records:
+                raise HandleNotFound()
+            self._check(ident, records, who, adm.DELETE_HANDLE)
+            return [Delete(ident.key)], None
+
+        await self.store.transact(authz.authority_keys(ident), mutate)
+        await self._notify([ident.key])
+
+    async def delete_values(
+        self, ident: Identifier, indexes: Sequence[int], who: Principal | None = None
+    ) -> None:
+        """Remove those values, all or nothing."""
+        if not self.is_homed(ident):
+            raise HandleNotFound()
+        who = await self._principal(ident, who)
+        wanted = set(indexes)
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], None]:
+            existing = records.get(ident.key)
+            if existing is None:
+                raise HandleNotFound()
+            present = {v.index: v for v in existing.values}
+            missing = sorted(wanted - present.keys())
+            if missing:
+                raise ValuesNotFound()
+            for i in wanted:
+                self._check(ident, records, who, _right_for(present[i], None))
+            kept = tuple(v for v in existing.values if v.index not in wanted)
+            return [Put(ident.key, Record(existing.handle, kept))], None
+
+        await self.store.transact(authz.authority_keys(ident), mutate)
+        await self._notify([ident.key])
+
+    async def import_records(
+        self, items: Sequence[tuple[Identifier, Sequence[Value]]]
+    ) -> ImportResult:
+        """Create or replace many records in one transaction (trusted: the local operator).
+
+        Idempotent: re-importing the same content changes nothing (timestamps included), so
+        a batch retried after a timeout counts as success.
+        """
+        for ident, values in items:
+            self.require_homed(ident)
+            check_unique(values)
+        keys: set[str] = set()
+        for ident, _ in items:
+            keys.update(authz.authority_keys(ident))
+        now = self._now()
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], ImportResult]:
+            view = dict(records)  # later items see earlier ones (a prefix, then its handles)
+            changes: list[Change] = []
+            created = replaced = unchanged = 0
+            for ident, values in items:
+                existing = view.get(ident.key)
+                if existing is None:
+                    self._check_prefix_allocated(ident, view)
+                    new = tuple(self._prepare(v, now, None, True) for v in values)
+                    record = Record(ident.text, new)
+                    created += 1
+                else:
+                    olds = {v.index: v for v in existing.values}
+                    new = tuple(self._prepare(v, now, olds.get(v.index), True) for v in values)
+                    if len(new) == len(existing.values) and all(
+                        a is b for a, b in zip(new, existing.values, strict=True)
+                    ):
+                        unchanged += 1
+                        continue
+                    record = Record(existing.handle, new)
+                    replaced += 1
+                view[ident.key] = record
+                changes.append(Put(ident.key, record))
+            return changes, ImportResult(created, replaced, unchanged)
+
+        result = await self.store.transact(sorted(keys), mutate)
+        await self._notify([ident.key for ident, _ in items])
+        return result

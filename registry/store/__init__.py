@@ -1,0 +1,1 @@
+"""Stores: the registry's durable source of truth, behind one async interface."""

@@ -1,0 +1,91 @@
+"""The one async store interface every backend implements (SQLite now, PostgreSQL later).
+
+Records are addressed by *key* (:func:`registry.model.identifiers.handle_key`). Every write
+goes through :meth:`Store.transact`: the store reads the named records, hands them to a pure
+function that decides the changes (authorisation and validation included, so they see exactly
+the state they change), and applies those changes in one transaction. That makes every
+request and every import batch atomic and serialisable without locks in the callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from registry.model.values import Value
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored record: ``handle`` in the form it was first created, and its values in order."""
+
+    handle: str
+    values: tuple[Value, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Create or replace the record at ``key``."""
+
+    key: str
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete the record at ``key`` (it must exist: the mutation function checked)."""
+
+    key: str
+
+
+Change = Put | Delete
+
+# A mutation gets the current records (absent keys are missing from the mapping) and returns
+# the changes to apply plus a result for the caller. It runs inside the store's transaction,
+# possibly on a store thread: it must be pure and quick. Raising aborts the transaction.
+Mutation = Callable[[Mapping[str, Record]], tuple[Sequence[Change], R]]
+
+
+class Store(Protocol):
+    """What the node needs from a registry store. All methods are safe to call concurrently."""
+
+    async def open(self) -> None:
+        """Open connections and apply pending schema migrations."""
+
+    async def close(self) -> None:
+        """Finish in-flight work and release every resource."""
+
+    async def get(self, key: str) -> Record | None:
+        """The record at ``key``, or None."""
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Record]:
+        """Records for those keys that exist."""
+
+    async def transact(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
+        """Read ``keys``, run ``mutation`` on them and apply its changes atomically and durably.
+
+        When this returns, the changes are committed and survive a crash of the process.
+        """
+
+    async def list_handles(
+        self, prefix_key: str, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[str]]:
+        """(total count, handles) of the records whose prefix key is ``prefix_key``, ordered
+        by key; ``limit`` None means all from ``offset``."""
+
+    async def reverse_lookup(
+        self, type_key: str, pattern: str, limit: int, within: Sequence[str] | None = None
+    ) -> list[str]:
+        """Handles having a value of type ``type_key`` (upper-cased) whose text data matches
+        ``pattern`` (``*`` matches any run of characters, case-sensitive), ordered by handle
+        key. ``within``: only handles whose prefix key equals or is derived from one of these
+        prefix keys (None: no restriction)."""
+
+    async def scan(self, after_key: str | None, limit: int) -> list[tuple[str, Record]]:
+        """Records in key order, starting after ``after_key`` (for export)."""
+
+    async def count(self) -> int:
+        """The number of records."""

@@ -1,0 +1,89 @@
+"""Versioned schema of the SQLite store.
+
+``MIGRATIONS[i]`` brings the schema from version ``i`` to ``i + 1``. Never edit a released
+migration: append a new one. :func:`migrate` applies the pending ones, each in its own
+``BEGIN IMMEDIATE`` transaction that also records the new ``schema_version``, so a crash
+leaves the database at a whole version and concurrent openers cannot apply one twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer version of the code than this one."""
+
+
+def _v1_initial(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE handles ("
+        " key TEXT PRIMARY KEY,"
+        " handle TEXT NOT NULL,"
+        " prefix TEXT NOT NULL,"
+        " vals BLOB NOT NULL"
+        ") WITHOUT ROWID"
+    )
+    # Serves list_handles: one prefix's keys in order without touching other prefixes.
+    conn.execute("CREATE INDEX handles_prefix_key ON handles(prefix, key)")
+    # Counting a prefix's rows by scanning is too slow at 10 million rows, so keep counts.
+    conn.execute("CREATE TABLE prefix_counts (prefix TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    conn.execute(
+        "CREATE TABLE lookup ("
+        " type TEXT NOT NULL,"
+        " data TEXT NOT NULL,"
+        " key TEXT NOT NULL,"
+        " prefix TEXT NOT NULL,"
+        " PRIMARY KEY (type, data, key)"
+        ") WITHOUT ROWID"
+    )
+    # Rewriting or deleting a record removes its lookup rows by key.
+    conn.execute("CREATE INDEX lookup_key ON lookup(key)")
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version recorded in ``meta`` (0 for a database without one)."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if has_meta is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply pending migrations on ``conn`` (in autocommit mode); return the final version.
+
+    Raises :class:`SchemaTooNew` when the database is ahead of ``migrations``.
+    """
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            version = schema_version(conn)
+            if version > len(migrations):
+                raise SchemaTooNew(
+                    f"Database schema version {version} is newer than this code's {len(migrations)}"
+                )
+            if version == len(migrations):
+                conn.execute("COMMIT")
+                return version
+            migrations[version](conn)
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(version + 1),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,411 @@
+"""The ``idnode`` command line.
+
+Local commands (``get``, ``put``, ``delete``, ``prefix``, ``import``, ``export``) work on the
+data directory directly, as its operator: whoever can read the directory (it holds the
+sealing key) is trusted, so they need no Handle credentials. Remote clients use the HTTP API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from registry.bootstrap import new_secret, prefix_values
+from registry.errors import HandleError
+from registry.model.identifiers import check_prefix, parse, prefix_handle
+from registry.model.jsonvalues import value_to_json
+from registry.model.values import Value
+from registry.secrets import Sealer
+from resolver import __version__
+from resolver.config import Config, ConfigError, load, write_initial
+from resolver.core import Query
+from resolver.http.api import values_from_body
+from resolver.node import Node
+from resolver.transfer import export_records, import_lines
+
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    raw = args.data or os.environ.get("IDNODE_DATA")
+    if not raw:
+        raise ConfigError("give the data directory with --data DIR (or IDNODE_DATA)")
+    return Path(raw)
+
+
+def _config(args: argparse.Namespace, **flags: Any) -> Config:
+    return load(_data_dir(args), flags)
+
+
+async def _with_node(args: argparse.Namespace, fn: Callable[[Node], Awaitable[int]]) -> int:
+    node = await Node.open(_config(args))
+    try:
+        return await fn(node)
+    finally:
+        await node.close()
+
+
+def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _create_data_dir(data: Path, prefix: str, name: str) -> None:
+    data.mkdir(parents=True, exist_ok=True)
+    if (data / "idnode.toml").exists():
+        raise ConfigError(f"{data} already holds a node (idnode.toml exists)")
+    os.chmod(data, 0o700)  # the directory holds the sealing key
+    write_initial(data, prefix, name)
+    Sealer.load_or_create(data)
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    data = _data_dir(args)
+    check_prefix(args.prefix)
+    _create_data_dir(data, args.prefix, args.name or f"idnode {args.prefix}")
+    secret = args.admin_secret or new_secret()
+    node = await Node.open(load(data))
+    try:
+        await node.registry.import_records(
+            [(parse(prefix_handle(args.prefix)), prefix_values(args.prefix, secret))]
+        )
+    finally:
+        await node.close()
+    print(f"Initialised node for prefix {args.prefix} in {data}")
+    print(f"Node admin identity: 300:{prefix_handle(args.prefix)}")
+    if not args.admin_secret:
+        print(f"Node admin secret (shown once, keep it safe): {secret}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Not a coroutine: the server owns its event loop (uvloop, one per worker)."""
+    from resolver.server import run
+
+    config = _config(
+        args, http=args.http, workers=args.workers, tls_cert=args.tls_cert, tls_key=args.tls_key
+    )
+    run(config, reuse_port=args.reuse_port, access_log=args.access_log)
+    return 0
+
+
+async def cmd_get(args: argparse.Namespace) -> int:
+    async def go(node: Node) -> int:
+        answer = await node.resolver.resolve(
+            Query(args.handle, tuple(args.index or ()), tuple(args.type or ()))
+        )
+        _print_json(
+            {
+                "responseCode": 1 if answer.values else 200,
+                "handle": args.handle,
+                "values": [value_to_json(v) for v in answer.values],
+            }
+        )
+        return 0
+
+    return await _with_node(args, go)
+
+
+def _values_arg(args: argparse.Namespace) -> list[Value]:
+    if args.json is not None:
+        text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text("utf-8")
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--json: invalid JSON: {exc}") from None
+        values, _ = values_from_body(body)
+        return values
+    from registry.model.jsonvalues import value_from_json
+
+    out = []
+    for n, spec in enumerate(args.value or (), start=1):
+        index_type, sep, data = spec.partition("=")
+        if not sep:
+            raise ConfigError(f"--value {spec!r}: expected [INDEX:]TYPE=DATA")
+        index_text, colon, vtype = index_type.rpartition(":")
+        index = int(index_text) if colon and index_text.isdigit() else n
+        out.append(
+            value_from_json({"index": index, "type": vtype if colon else index_type, "data": data})
+        )
+    return out
+
+
+async def cmd_put(args: argparse.Namespace) -> int:
+    values = _values_arg(args)
+
+    async def go(node: Node) -> int:
+        ident = parse(args.handle)
+        if args.add:
+            result = await node.registry.put_values(ident, values, overwrite=not args.no_overwrite)
+        else:
+            result = await node.registry.put_record(ident, values, overwrite=not args.no_overwrite)
+        print(f"{'created' if result.created else 'updated'} {result.handle}")
+        return 0
+
+    return await _with_node(args, go)
+
+
+async def cmd_delete(args: argparse.Namespace) -> int:
+    async def go(node: Node) -> int:
+        ident = parse(args.handle)
+        if args.index:
+            await node.registry.delete_values(ident, args.index)
+        else:
+            await node.registry.delete_record(ident)
+        print(f"deleted {args.handle}" + (f" values {args.index}" if args.index else ""))
+        return 0
+
+    return await _with_node(args, go)
+
+
+async def cmd_prefix_create(args: argparse.Namespace) -> int:
+    check_prefix(args.prefix)
+    secret = args.admin_secret or new_secret()
+
+    async def go(node: Node) -> int:
+        ident = parse(prefix_handle(args.prefix))
+        await node.registry.put_record(ident, prefix_values(args.prefix, secret), overwrite=False)
+        print(f"Created prefix {args.prefix}; admin identity 300:{ident.text}")
+        if not args.admin_secret:
+            print(f"Admin secret (shown once, keep it safe): {secret}")
+        return 0
+
+    return await _with_node(args, go)
+
+
+async def cmd_prefix_list(args: argparse.Namespace) -> int:
+    async def go(node: Node) -> int:
+        for handle in await node.listings.prefixes():
+            print(handle.split("/", 1)[1])
+        return 0
+
+    return await _with_node(args, go)
+
+
+def _count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def _open_output(path: str | None) -> TextIO:
+    return sys.stdout if path in (None, "-") else open(path, "w", encoding="utf-8")
+
+
+def _lines(path: str) -> Iterator[str]:
+    if path == "-":
+        yield from sys.stdin
+    else:
+        with open(path, encoding="utf-8") as f:
+            yield from f
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    async def go(node: Node) -> int:
+        total = _count_lines(args.file) if args.file != "-" and not args.quiet else None
+        result = await import_lines(
+            node.registry,
+            _lines(args.file),
+            batch=args.batch_size,
+            progress=not args.quiet,
+            total=total,
+        )
+        print(
+            f"imported {result.lines} records in {result.batches} batches: "
+            f"{result.created} created, {result.replaced} replaced, "
+            f"{result.unchanged} unchanged ({result.rate:,.0f} records/s)"
+        )
+        return 0
+
+    return await _with_node(args, go)
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    async def go(node: Node) -> int:
+        out = _open_output(args.output)
+        try:
+            n = await export_records(node.store, out)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        print(f"exported {n} records", file=sys.stderr)
+        return 0
+
+    return await _with_node(args, go)
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from resolver.demo import make_demo
+
+    return await make_demo(_data_dir(args))
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", help="the node's data directory (or IDNODE_DATA)")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="idnode",
+        description="idnode: a secondary node of the industrial internet "
+        "identifier resolution system (Handle-compatible).",
+    )
+    root.add_argument("--version", action="version", version=f"idnode {__version__}")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "init",
+        help="create a node for a secondary prefix",
+        description="Create a node in DIR: config file, sealing key, store and "
+        "the prefix handle 0.NA/PREFIX with its admin (300:0.NA/PREFIX).",
+    )
+    _data_arg(p)
+    p.add_argument("--prefix", required=True, help="the node's secondary prefix, e.g. 88.118")
+    p.add_argument(
+        "--admin-secret", help="the node admin's secret (default: generate and print it once)"
+    )
+    p.add_argument("--name", help="a name for the node (shown on its pages)")
+    p.set_defaults(fn=cmd_init)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the node over HTTP",
+        description="Serve the Handle HTTP JSON API, reverse lookup and "
+        "proxy-style resolution until SIGINT/SIGTERM.",
+    )
+    _data_arg(p)
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="listen address (default from config: 127.0.0.1:8000; port 0 picks a free port)",
+    )
+    p.add_argument("--workers", type=int, help="worker processes sharing the port")
+    p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser(
+        "get",
+        help="resolve an identifier from the local store",
+        description="Resolve HANDLE from the data directory (public values).",
+    )
+    _data_arg(p)
+    p.add_argument("handle")
+    p.add_argument("--type", action="append", help="only values of this type (repeatable)")
+    p.add_argument("--index", type=int, action="append", help="only this index (repeatable)")
+    p.set_defaults(fn=cmd_get)
+
+    p = sub.add_parser(
+        "put",
+        help="create or replace an identifier",
+        description="Create HANDLE or replace its values (as the local "
+        "operator). Values come from --value or --json.",
+    )
+    _data_arg(p)
+    p.add_argument("handle")
+    p.add_argument(
+        "--value",
+        action="append",
+        metavar="[INDEX:]TYPE=DATA",
+        help="a string value, e.g. 1:URL=https://example.org/x (repeatable)",
+    )
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="values as the HTTP API takes them "
+        '({"values":[...]} or an array); - reads standard input',
+    )
+    p.add_argument("--add", action="store_true", help="add/replace only these values")
+    p.add_argument("--no-overwrite", action="store_true", help="fail if it already exists")
+    p.set_defaults(fn=cmd_put)
+
+    p = sub.add_parser(
+        "delete",
+        help="delete an identifier or some of its values",
+        description="Delete HANDLE, or only the values at --index.",
+    )
+    _data_arg(p)
+    p.add_argument("handle")
+    p.add_argument("--index", type=int, action="append", help="delete only this value")
+    p.set_defaults(fn=cmd_delete)
+
+    p = sub.add_parser("prefix", help="enterprise prefixes", description="Manage prefixes.")
+    psub = p.add_subparsers(dest="prefix_command", required=True, metavar="ACTION")
+    pc = psub.add_parser(
+        "create",
+        help="allocate an enterprise prefix",
+        description="Create 0.NA/PREFIX with its own admin (300:0.NA/PREFIX) and secret.",
+    )
+    _data_arg(pc)
+    pc.add_argument("prefix", help="e.g. 88.118.8")
+    pc.add_argument("--admin-secret", help="the enterprise admin's secret (default: generate)")
+    pc.set_defaults(fn=cmd_prefix_create)
+    pl = psub.add_parser("list", help="list prefixes", description="List the node's prefixes.")
+    _data_arg(pl)
+    pl.set_defaults(fn=cmd_prefix_list)
+
+    p = sub.add_parser(
+        "import",
+        help="import records from JSON Lines",
+        description='Import {"handle":..., "values":[...]} lines; one '
+        "transaction per batch; re-running the same file changes nothing.",
+    )
+    _data_arg(p)
+    p.add_argument("file", help="JSON Lines file, or - for standard input")
+    p.add_argument("--batch-size", type=int, default=1000, help="records per transaction")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_import)
+
+    p = sub.add_parser(
+        "export",
+        help="export every record as JSON Lines",
+        description="Write every record as JSON Lines (secrets stay sealed).",
+    )
+    _data_arg(p)
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser(
+        "demo",
+        help="create a demo node with sample identifiers",
+        description="Initialise DIR (if needed) as a demo node for 88.118 with "
+        "enterprise prefix 88.118.8 and a few product identifiers.",
+    )
+    _data_arg(p)
+    p.set_defaults(fn=cmd_demo)
+    return root
+
+
+async def _awaited(result: Awaitable[int]) -> int:
+    return await result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    fn: Command | Callable[[argparse.Namespace], int] = args.fn
+    try:
+        result = fn(args)
+        if isinstance(result, int):
+            return result
+        return asyncio.run(_awaited(result))
+    except (ConfigError, HandleError) as exc:
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The node's configuration: one typed object built once from the data directory's file,
+``IDNODE_*`` environment variables and command-line flags (flags win over the environment,
+which wins over the file)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "idnode.toml"
+STORE_FILE = "registry.sqlite3"
+PLAIN_CREDENTIALS = ("loopback", "never", "any")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    prefixes: tuple[str, ...] = ()
+    name: str = "idnode"
+    http: str = "127.0.0.1:8000"
+    workers: int = 1
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    plain_credentials: str = "loopback"  # where credentials are accepted without TLS
+    max_body: int = 262_144  # bytes; the Handle protocol's message limit
+    log_level: str = "info"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / STORE_FILE
+
+    @property
+    def http_host(self) -> str:
+        return split_hostport(self.http)[0]
+
+    @property
+    def http_port(self) -> int:
+        return split_hostport(self.http)[1]
+
+
+def split_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+_KEYS = {f.name for f in fields(Config)} - {"data_dir", "extra"}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    try:
+        if name == "prefixes":
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(p.strip() for p in items if p.strip())
+        if name in ("workers", "max_body"):
+            value = int(raw)
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1")
+            return value
+        if name in ("tls_cert", "tls_key"):
+            return Path(raw) if raw else None
+        if name == "plain_credentials" and raw not in PLAIN_CREDENTIALS:
+            raise ConfigError(f"plain_credentials must be one of {', '.join(PLAIN_CREDENTIALS)}")
+        if name == "http":
+            split_hostport(str(raw))
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None
+
+
+def load(
+    data_dir: Path, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Build the configuration for the node in ``data_dir``."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = data_dir / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} not found: run 'idnode init --data {data_dir}' first")
+    try:
+        with path.open("rb") as f:
+            from_file = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    extra = {}
+    for key, raw in from_file.items():
+        if key in _KEYS:
+            values[key] = _coerce(key, raw)
+        else:
+            extra[key] = raw
+    for key in _KEYS:
+        raw = env.get(f"IDNODE_{key.upper()}")
+        if raw is not None and raw != "":
+            values[key] = _coerce(key, raw)
+    for key, raw in (flags or {}).items():
+        if raw is not None:
+            values[key] = _coerce(key, raw)
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if not values.get("prefixes"):
+        raise ConfigError(f"{path} names no prefixes")
+    return Config(data_dir=data_dir, extra=extra, **values)
+
+
+def write_initial(data_dir: Path, prefix: str, name: str) -> Path:
+    """The config file ``idnode init`` writes."""
+    path = data_dir / CONFIG_FILE
+    path.write_text(
+        "# idnode configuration. Environment variables IDNODE_<KEY> and flags override it.\n"
+        f'name = "{name}"\n'
+        f'prefixes = ["{prefix}"]\n'
+        "# Where HTTP is served (HOST:PORT).\n"
+        'http = "127.0.0.1:8000"\n'
+        "workers = 1\n"
+        '# Credentials over plain HTTP: "loopback" (default), "never" or "any".\n'
+        'plain_credentials = "loopback"\n'
+        "# Largest request body in bytes.\n"
+        "max_body = 262144\n"
+        '# tls_cert = "/path/to/cert.pem"\n'
+        '# tls_key = "/path/to/key.pem"\n',
+        encoding="utf-8",
+    )
+    return path

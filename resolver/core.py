@@ -1,0 +1,122 @@
+"""The resolution core: a :class:`Query` in, an :class:`Answer` out.
+
+Every transport (HTTP now; native UDP/TCP and DNS later) decodes its request into a Query and
+renders the Answer; none holds resolution logic of its own. The core does no I/O besides the
+registry reads it asks for, and raises :class:`registry.errors.HandleError` for every failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from registry import authz
+from registry.authz import Principal
+from registry.errors import (
+    AuthenticationNeeded,
+    HandleNotFound,
+    InsufficientPermissions,
+    InvalidHandle,
+)
+from registry.model import admin as adm
+from registry.model.identifiers import Identifier, parse, prefix_handle
+from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
+from registry.service import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A resolution request. ``types`` and ``indexes`` are OR-ed filters (empty: all)."""
+
+    handle: str
+    indexes: tuple[int, ...] = ()
+    types: tuple[str, ...] = ()
+    authoritative: bool = False  # bypass every cache (auth=true)
+    public_only: bool | None = None  # None: public only for anonymous callers
+    who: Principal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The matched values in stored order; ``handle`` echoes the query as sent."""
+
+    handle: str
+    ident: Identifier
+    values: tuple[Value, ...]
+
+
+def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> bool:
+    """Handle filter semantics: index match, or type match ignoring ASCII case, where a type
+    ending in '.' matches itself and its subtypes."""
+    if value.index in indexes:
+        return True
+    vt = type_key(value.type)
+    for t in types:
+        tk = type_key(t)
+        if tk.endswith("."):
+            if vt == tk[:-1] or vt.startswith(tk):
+                return True
+        elif vt == tk:
+            return True
+    return False
+
+
+class Resolver:
+    """Resolves identifiers of the node's homed prefixes."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def identify(self, text: str) -> Identifier:
+        """Parse the handle of a query. ``88.118.8`` (no '/') names the prefix handle
+        ``0.NA/88.118.8`` when the node is home for that prefix, as the reference does."""
+        if "/" not in text:
+            if not text:
+                raise InvalidHandle("Empty handle invalid")
+            try:
+                ident = parse(prefix_handle(text))
+            except InvalidHandle:
+                raise HandleNotFound() from None
+            if not self.registry.is_homed(ident):
+                raise HandleNotFound()
+            return ident
+        return parse(text)
+
+    async def resolve(self, query: Query) -> Answer:
+        ident = self.identify(query.handle)
+        self.registry.require_homed(ident)
+        record = await self.registry.store.get(ident.key)
+        if record is None:
+            raise HandleNotFound()
+        if query.types or query.indexes:
+            matched = [v for v in record.values if matches(v, query.types, query.indexes)]
+        else:
+            matched = list(record.values)
+        if all(v.public_read for v in matched):
+            return Answer(query.handle, ident, tuple(matched))
+        show_restricted = await self._may_read_restricted(ident, query)
+        out = []
+        for v in matched:
+            if v.public_read:
+                out.append(v)
+            elif show_restricted and v.permissions & PERM_ADMIN_READ:
+                if type_key(v.type) == HS_SECKEY:
+                    v = replace(v, data=self.registry.secret_of(v))
+                out.append(v)
+        return Answer(query.handle, ident, tuple(out))
+
+    async def _may_read_restricted(self, ident: Identifier, query: Query) -> bool:
+        if query.public_only:
+            return False
+        if query.who is None:
+            if query.public_only is False:
+                raise AuthenticationNeeded()
+            return False
+        records = await self.registry.authority(ident)
+        who = await self.registry.authenticator.with_groups(query.who, records)
+        if authz.rights_over(ident, records, who).may(adm.READ_VALUE):
+            return True
+        if query.public_only is False:
+            raise InsufficientPermissions(
+                f"{query.who.identity} may not read restricted values of {ident.text}"
+            )
+        return False

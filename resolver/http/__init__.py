@@ -1,0 +1,1 @@
+"""The HTTP transport: the Handle JSON API, reverse lookup and proxy-style resolution."""

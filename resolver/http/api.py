@@ -1,0 +1,263 @@
+"""Handlers of the Handle JSON API (``/api/...``) and reverse lookup (``/hrls/handles/``).
+
+Each handler only decodes the request, calls the resolution core or the registry, and
+renders the answer; every failure is a HandleError rendered by the app's middleware.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+from aiohttp import web
+
+from registry.errors import (
+    HandleExists,
+    InvalidHandle,
+    ProtocolError,
+)
+from registry.model.identifiers import handle_key, parse
+from registry.model.jsonvalues import value_from_json, value_to_json
+from registry.model.values import Value
+from resolver import __version__
+from resolver.core import Query
+from resolver.http import params
+from resolver.http.credentials import principal
+from resolver.http.keys import ECHO, NODE
+from resolver.http.respond import json_response
+
+API_HANDLES = "/api/handles/"
+
+
+def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
+    """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
+    raw = request.raw_path.split("?", 1)[0]
+    rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
+    try:
+        return unquote_to_bytes(rest).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidHandle("Handle is not valid UTF-8 (check its percent-escapes)") from None
+
+
+async def read_json(request: web.Request) -> Any:
+    ctype = request.headers.get("Content-Type", "")
+    mime = ctype.split(";", 1)[0].strip().lower()
+    if mime != "application/json":
+        raise ProtocolError(f"Unsupported media type {ctype or 'none'}: send application/json")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[NODE].config.max_body
+        raise ProtocolError(f"Request body larger than {limit} bytes", http=413) from None
+    if not body.strip():
+        raise ProtocolError("Invalid JSON in PUT request: the body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"Invalid JSON in PUT request: {exc}") from None
+
+
+def values_from_body(body: Any) -> tuple[list[Value], str | None]:
+    """Values and the optional ``handle`` field of a PUT body."""
+    handle = None
+    if isinstance(body, dict) and "values" in body:
+        handle = body.get("handle")
+        if handle is not None and not isinstance(handle, str):
+            raise ProtocolError("The body's handle field must be a string")
+        items = body["values"]
+        if not isinstance(items, list):
+            raise ProtocolError("values must be a JSON array")
+    elif isinstance(body, list):
+        items = body
+    elif isinstance(body, dict) and "index" in body:
+        items = [body]
+    else:
+        raise ProtocolError(
+            'Invalid JSON in PUT request: expected {"values":[...]}, an array '
+            "of values, or one value"
+        )
+    return [value_from_json(v) for v in items], handle
+
+
+def _ok(handle: str, status: int = 200) -> web.Response:
+    return json_response({"responseCode": 1, "handle": handle}, status)
+
+
+async def get_handle(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    handle = path_handle(request)
+    request[ECHO] = handle
+    q = request.query
+    indexes, _ = params.indexes(q)
+    who = await principal(request, node, required=False)
+    answer = await node.resolver.resolve(
+        Query(
+            handle,
+            indexes,
+            params.types(q),
+            authoritative=bool(params.flag(q, "auth")),
+            public_only=params.flag(q, "publicOnly"),
+            who=who,
+        )
+    )
+    if not answer.values:
+        return json_response({"responseCode": 200, "values": [], "handle": handle})
+    return json_response(
+        {"responseCode": 1, "handle": handle, "values": [value_to_json(v) for v in answer.values]}
+    )
+
+
+async def put_handle(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    handle = path_handle(request)
+    request[ECHO] = handle
+    q = request.query
+    who = await principal(request, node, required=True)
+    mint = bool(params.flag(q, "mintNewSuffix"))
+    if mint and "/" not in handle:
+        raise InvalidHandle("mintNewSuffix needs a path ending in 'PREFIX/' (or 'PREFIX/start')")
+    body = await read_json(request)
+    values, body_handle = values_from_body(body)
+    indexes, various = params.indexes(q)
+    if indexes and set(indexes) != {v.index for v in values}:
+        raise ProtocolError(
+            "Mismatched indexes in PUT request: the index parameters must "
+            "name exactly the body's values"
+        )
+    for _ in range(3):
+        target = handle + str(uuid.uuid4()) if mint else handle
+        request[ECHO] = target
+        ident = parse(target)
+        if body_handle is not None and handle_key(body_handle) != ident.key:
+            raise ProtocolError(
+                f"Mismatched handle in PUT request: the body names {body_handle!r}"[:300]
+            )
+        if indexes or various:
+            result = await node.registry.put_values(
+                ident, values, overwrite=params.overwrite(q), who=who
+            )
+        else:
+            try:
+                result = await node.registry.put_record(
+                    ident, values, overwrite=False if mint else params.overwrite(q), who=who
+                )
+            except HandleExists:
+                if mint:
+                    continue  # a UUID collision: mint another
+                raise
+        return _ok(target, 201 if result.created else 200)
+    raise HandleExists("Could not mint a fresh suffix")
+
+
+async def delete_handle(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    handle = path_handle(request)
+    request[ECHO] = handle
+    who = await principal(request, node, required=True)
+    indexes, _ = params.indexes(request.query)
+    ident = parse(handle)
+    if indexes:
+        await node.registry.delete_values(ident, indexes, who)
+    else:
+        await node.registry.delete_record(ident, who)
+    return _ok(handle)
+
+
+async def list_handles(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    q = request.query
+    prefix = q.get("prefix")
+    if not prefix:
+        raise InvalidHandle("Empty handle invalid")
+    request[ECHO] = prefix
+    who = await principal(request, node, required=True)
+    assert who is not None
+    page_raw, size_raw = q.get("page"), q.get("pageSize")
+    page = params.integer(page_raw, "page") if page_raw is not None else None
+    size = params.integer(size_raw, "pageSize") if size_raw is not None else None
+    body: dict[str, Any] = {"responseCode": 1, "prefix": prefix}
+    if page is not None and size is not None and page >= 0 and size > 0:
+        result = await node.listings.list_handles(prefix, who, page * size, size)
+        body.update(totalCount=str(result.total), page=page, pageSize=size)
+    else:
+        result = await node.listings.list_handles(prefix, who)
+        body["totalCount"] = str(result.total)
+    body["handles"] = result.handles
+    return json_response(body)
+
+
+async def list_prefixes(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    await principal(request, node, required=True)
+    prefixes = await node.listings.prefixes()
+    return json_response(
+        {"responseCode": 1, "totalCount": str(len(prefixes)), "prefixes": prefixes}
+    )
+
+
+def site_info(request: web.Request) -> dict[str, Any]:
+    config = request.app[NODE].config
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    address = sock[0] if sock else config.http_host
+    port = sock[1] if sock else config.http_port
+    return {
+        "version": 1,
+        "protocolVersion": "2.11",
+        "serialNumber": 1,
+        "primarySite": True,
+        "multiPrimary": False,
+        "attributes": [
+            {"name": "desc", "value": f"{config.name} (idnode secondary node)"},
+            {"name": "software", "value": f"idnode {__version__}"},
+            {"name": "prefixes", "value": ",".join(config.prefixes)},
+        ],
+        "servers": [
+            {
+                "serverId": 1,
+                "address": address,
+                "interfaces": [
+                    {
+                        "query": True,
+                        "admin": True,
+                        "protocol": "HTTPS" if request.secure else "HTTP",
+                        "port": port,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+async def get_site(request: web.Request) -> web.Response:
+    return json_response({"responseCode": 1, "site": site_info(request)})
+
+
+REVERSE_RESERVED = {"limit"}
+
+
+async def reverse_lookup(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    who = await principal(request, node, required=True)
+    assert who is not None
+    q = request.query
+    terms: Sequence[tuple[str, str]] = [(k, v) for k, v in q.items() if k not in REVERSE_RESERVED]
+    if len(terms) != 1 or not terms[0][1]:
+        raise ProtocolError(
+            "Give exactly one TYPE=pattern to look for, e.g. ?URL=https://example.org/*"
+        )
+    limit = params.integer(q.get("limit", "1000"), "limit")
+    if limit <= 0:
+        raise ProtocolError("limit must be positive")
+    vtype, pattern = terms[0]
+    return json_response(await node.listings.reverse_lookup(vtype, pattern, who, limit))
+
+
+KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles"}
+
+
+async def unknown_api(request: web.Request) -> web.Response:
+    status = 405 if request.path.rstrip("/") in KNOWN_API else 404
+    raise ProtocolError(f"Unknown HTTP API endpoint {request.method} {request.path}", http=status)

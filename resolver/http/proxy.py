@@ -1,0 +1,133 @@
+"""Proxy-style resolution (``GET /{handle}``, as hdl.handle.net and doi.org do) and the
+landing page."""
+
+from __future__ import annotations
+
+import html
+import time
+from email.utils import formatdate
+from urllib.parse import quote
+
+from aiohttp import web
+
+from registry.errors import HandleError, HandleNotFound
+from registry.model.jsonvalues import data_to_json, iso_time, value_to_json
+from registry.model.values import URL, type_key
+from resolver.core import Answer, Query
+from resolver.http.api import path_handle
+from resolver.http.keys import ECHO, NODE
+from resolver.http.respond import json_response
+
+HTML = "text/html"
+
+LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{name} — idnode</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem}}
+input{{font-size:1.1rem;padding:.4rem;width:70%}}button{{font-size:1.1rem;padding:.4rem 1rem}}
+code{{background:#f3f3f3;padding:.1rem .3rem}}</style></head>
+<body><h1>{name}</h1>
+<p>Identifier resolution for prefix{plural} {prefixes}.</p>
+<form action="/resolve" method="get">
+<input name="handle" placeholder="{example}" aria-label="identifier" autofocus>
+<button type="submit">Resolve</button></form>
+<p>API: <code>GET /api/handles/{example}</code> · <a href="/api/site">site information</a></p>
+</body></html>
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    doc = (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title></head><body>{body}</body></html>\n"
+    )
+    return web.Response(text=doc, status=status, content_type=HTML, charset="utf-8")
+
+
+async def landing(request: web.Request) -> web.Response:
+    config = request.app[NODE].config
+    prefixes = config.prefixes
+    doc = LANDING.format(
+        name=html.escape(config.name),
+        plural="es" if len(prefixes) > 1 else "",
+        prefixes=", ".join(html.escape(p) for p in prefixes),
+        example=html.escape(f"{prefixes[0]}/example"),
+    )
+    return web.Response(text=doc, content_type=HTML, charset="utf-8")
+
+
+async def resolve_form(request: web.Request) -> web.Response:
+    handle = request.query.get("handle", "").strip()
+    if not handle:
+        raise web.HTTPFound("/")
+    raise web.HTTPFound("/" + quote(handle, safe="/:") + "?noredirect")
+
+
+def _wants_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _values_page(answer: Answer) -> web.Response:
+    rows = []
+    for v in answer.values:
+        data = data_to_json(v.type, v.data)
+        shown = data["value"] if isinstance(data["value"], str) else str(data["value"])
+        cell = html.escape(shown)
+        if type_key(v.type) == URL and shown.startswith(("http://", "https://")):
+            cell = f'<a href="{html.escape(shown, quote=True)}">{cell}</a>'
+        rows.append(
+            f"<tr><td>{v.index}</td><td>{html.escape(v.type)}</td><td>{cell}</td>"
+            f"<td>{iso_time(v.timestamp)}</td></tr>"
+        )
+    title = f"Handle Proxy — {answer.handle}"
+    body = (
+        f'<h1>{html.escape(answer.handle)}</h1><table border="1" cellpadding="4">'
+        "<tr><th>Index</th><th>Type</th><th>Data</th><th>Timestamp</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+    return _page(title, body)
+
+
+async def proxy(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    handle = path_handle(request, "/")
+    request[ECHO] = handle
+    noredirect = "noredirect" in request.query
+    try:
+        answer = await node.resolver.resolve(Query(handle))
+    except HandleError as exc:
+        if _wants_json(request):
+            raise
+        title = "Error - Not Found" if isinstance(exc, HandleNotFound) else "Error"
+        text = exc.message or ("Not Found" if isinstance(exc, HandleNotFound) else "Error")
+        return _page(
+            title,
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(handle)}: {html.escape(text)}</p>",
+            exc.status,
+        )
+    if not noredirect:
+        for v in answer.values:
+            if type_key(v.type) == URL and v.data:
+                target = v.data.decode("utf-8", "replace")
+                link = html.escape(target, quote=True)
+                return web.Response(
+                    status=302,
+                    content_type=HTML,
+                    charset="utf-8",
+                    headers={
+                        "Location": target,
+                        "Expires": formatdate(time.time() + v.ttl, usegmt=True),
+                    },
+                    text=f"<html><head><title>Handle Redirect</title></head>\n"
+                    f'<body><a href="{link}">{link}</a></body></html>',
+                )
+    if _wants_json(request):
+        return json_response(
+            {
+                "responseCode": 1,
+                "handle": handle,
+                "values": [value_to_json(v) for v in answer.values],
+            }
+        )
+    return _values_page(answer)

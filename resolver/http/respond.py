@@ -1,0 +1,71 @@
+"""JSON answers and the one place HandleErrors become HTTP responses."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from registry.errors import (
+    AuthenticationFailed,
+    AuthenticationNeeded,
+    HandleError,
+    Throttled,
+    UnsupportedAuthScheme,
+)
+
+JSON_TYPE = "application/json;charset=utf-8"
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        headers={"Content-Type": JSON_TYPE, **(headers or {})},
+    )
+
+
+def _challenge() -> str:
+    # A fresh nonce for the public-key challenge-response that Handle clients may attempt.
+    nonce = base64.b64encode(os.urandom(16)).decode("ascii")
+    session = base64.urlsafe_b64encode(os.urandom(12)).decode("ascii").rstrip("=")
+    return f'Handle sessionId="{session}", nonce="{nonce}"'
+
+
+def auth_headers(basic: bool = True, error: str | None = None) -> list[tuple[str, str]]:
+    out = []
+    if basic:
+        out.append(("WWW-Authenticate", 'Basic realm="handle"'))
+    challenge = _challenge()
+    if error:
+        challenge += f', error="{error}"'
+    out.append(("WWW-Authenticate", challenge))
+    return out
+
+
+def error_response(exc: HandleError, handle: str | None) -> web.Response:
+    """The HTTP answer for ``exc``: ``{"responseCode":N[,"message":M][,"handle":H]}``."""
+    if isinstance(exc, AuthenticationFailed):
+        # Wrong credentials: 401 with no body, as Handle clients expect.
+        resp = web.Response(status=401)
+        basic = not isinstance(exc, UnsupportedAuthScheme)
+        for k, v in auth_headers(basic=basic, error=exc.message):
+            resp.headers.add(k, v)
+        return resp
+    body: dict[str, Any] = {"responseCode": exc.response_code}
+    if exc.message:
+        body["message"] = exc.message
+    if handle is not None:
+        body["handle"] = handle
+    resp = json_response(body, exc.status)
+    if isinstance(exc, AuthenticationNeeded) and exc.status == 401:
+        for k, v in auth_headers():
+            resp.headers.add(k, v)
+    if isinstance(exc, Throttled):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp

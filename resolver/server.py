@@ -1,0 +1,103 @@
+"""Running the node: one event loop per process, ``--workers N`` processes sharing the port
+through SO_REUSEPORT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import subprocess
+import sys
+
+from aiohttp import web
+
+from resolver.config import Config
+from resolver.http.app import make_app
+
+log = logging.getLogger("idnode")
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    if not config.tls_cert or not config.tls_key:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(config.tls_cert, config.tls_key)
+    return ctx
+
+
+async def serve_async(
+    config: Config, *, reuse_port: bool = False, access_log: bool = False
+) -> None:
+    app = make_app(config)
+    runner = web.AppRunner(app, access_log=log if access_log else None, handler_cancellation=True)
+    await runner.setup()
+    ctx = ssl_context(config)
+    site = web.TCPSite(
+        runner,
+        config.http_host,
+        config.http_port,
+        ssl_context=ctx,
+        reuse_port=reuse_port,
+        backlog=1024,
+    )
+    await site.start()
+    scheme = "https" if ctx else "http"
+    for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
+        host, port = sock.getsockname()[:2]
+        # Tests and scripts read this line to find the port when serving on port 0.
+        print(f"idnode listening on {scheme}://{host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(config: Config, *, reuse_port: bool = False, access_log: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM; several workers when ``config.workers`` > 1."""
+    if config.workers > 1 and not reuse_port:
+        run_workers(config, access_log)
+        return
+    main = serve_async(config, reuse_port=reuse_port, access_log=access_log)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def run_workers(config: Config, access_log: bool) -> None:
+    if config.http_port == 0:
+        raise SystemExit("--workers > 1 needs a fixed port (the workers share it)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "resolver.cli",
+        "serve",
+        "--data",
+        str(config.data_dir),
+        "--http",
+        config.http,
+        "--workers",
+        "1",
+        "--reuse-port",
+    ]
+    if access_log:
+        cmd.append("--access-log")
+    procs = [subprocess.Popen(cmd) for _ in range(config.workers)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(max(codes))
