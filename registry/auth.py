@@ -40,7 +40,7 @@ class Authenticator:
         if not identity.handle:
             raise AuthenticationFailed()
         record = await self._store.get(handle_key(identity.handle))
-        ok = False
+        matched = 0
         if record is not None:
             for v in record.values:
                 if type_key(v.type) != HS_SECKEY:
@@ -51,12 +51,14 @@ class Authenticator:
                     stored = self._sealer.unseal(v.data)
                 except Exception:  # a blob sealed under another key never matches
                     continue
-                ok |= secrets_equal(stored, secret)
+                if secrets_equal(stored, secret) and not matched:
+                    matched = v.index
         else:
             secrets_equal(_DUMMY, secret)  # keep timing independent of existence
-        if not ok:
+        if not matched:
             raise AuthenticationFailed()
-        return Principal(identity)
+        # "0.NA/88.118.8" (index 0) is the identity of whichever key matched.
+        return Principal(adm.AdminRef(matched, identity.handle))
 
     async def with_groups(self, who: Principal, records: dict[str, Record]) -> Principal:
         """``who`` with the HS_VLIST groups, named by admin values in ``records``, that

@@ -14,6 +14,7 @@ from typing import Any
 CONFIG_FILE = "idnode.toml"
 STORE_FILE = "registry.sqlite3"
 PLAIN_CREDENTIALS = ("loopback", "never", "any")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(Exception):
@@ -73,6 +74,8 @@ def _coerce(name: str, raw: Any) -> Any:
             raise ConfigError(f"plain_credentials must be one of {', '.join(PLAIN_CREDENTIALS)}")
         if name == "http":
             split_hostport(str(raw))
+        if name == "log_level" and str(raw).lower() not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None

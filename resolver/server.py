@@ -59,6 +59,10 @@ async def serve_async(
 
 def run(config: Config, *, reuse_port: bool = False, access_log: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; several workers when ``config.workers`` > 1."""
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
     if config.workers > 1 and not reuse_port:
         run_workers(config, access_log)
         return

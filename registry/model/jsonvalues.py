@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from registry.errors import HandleError, InvalidValue, ProtocolError
 from registry.model import admin as adm
-from registry.model.pubkey import pubkey_from_jwk, pubkey_to_jwk
+from registry.model.pubkey import pubkey_from_jwk, pubkey_json
 from registry.model.site import site_from_bytes, site_to_bytes
 from registry.model.values import (
     DEFAULT_TTL,
@@ -49,6 +50,12 @@ def parse_iso_time(text: str) -> int:
 # ---------------------------------------------------------------- output
 
 
+# The types the reference renders in "site" format.
+SITE_TYPES = frozenset({"HS_SITE", "HS_SITE.PREFIX", "HS_NA_DELEGATE"})
+# Control characters other than tab, newline and carriage return mark data as binary.
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def data_to_json(vtype: str, data: bytes) -> dict[str, Any]:
     """``{"format": F, "value": V}`` for a value's data."""
     try:
@@ -68,16 +75,19 @@ def data_to_json(vtype: str, data: bytes) -> dict[str, Any]:
                 "format": "vlist",
                 "value": [{"handle": r.handle, "index": r.index} for r in refs],
             }
-        if vtype.startswith("HS_SITE"):
+        if vtype in SITE_TYPES:
             return {"format": "site", "value": site_from_bytes(data)}
         if vtype == HS_PUBKEY:
-            return {"format": "key", "value": pubkey_to_jwk(data)}
+            return pubkey_json(data)
     except InvalidValue:
         pass  # stored bytes that do not parse as their type are shown raw
     try:
-        return {"format": "string", "value": data.decode("utf-8")}
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
+        text = None
+    if text is None or _BINARY.search(text):
         return {"format": "base64", "value": base64.b64encode(data).decode("ascii")}
+    return {"format": "string", "value": text}
 
 
 def value_to_json(value: Value, data: bytes | None = None) -> dict[str, Any]:
@@ -182,8 +192,11 @@ def data_from_json(obj: Any) -> bytes:
             raise ProtocolError("site data must be an object")
         return site_to_bytes(raw)
     if fmt == "key":
-        if isinstance(raw, str):
-            return base64.b64decode(raw) if raw else b""
+        if isinstance(raw, str):  # a Handle key blob in base64
+            try:
+                return base64.b64decode(raw, validate=True)
+            except binascii.Error:
+                raise InvalidValue("key data is neither a JWK nor valid base64") from None
         if not isinstance(raw, Mapping):
             raise ProtocolError("key data must be a JWK object")
         return pubkey_from_jwk(raw)

@@ -201,7 +201,9 @@ def site_from_bytes(data: bytes) -> dict[str, Any]:
 def _legacy_keys(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
     """Old site JSON capitalised member names ("ServerList", "Address", "Port", ...)."""
     if any(k in obj for k in ("ServerList", "Address", "Port")):
-        return {(k[:1].lower() + k[1:]): v for k, v in obj.items()}, True
+        return {
+            (k[:1].lower() + k[1:] if isinstance(k, str) else k): v for k, v in obj.items()
+        }, True
     return obj, False
 
 
