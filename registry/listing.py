@@ -3,6 +3,7 @@ reverse lookup by value. All require an authenticated identity with rights over 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from registry import authz
@@ -44,22 +45,57 @@ class Listings:
             raise NotResponsible() from None
         return prefix
 
-    async def list_handles(
-        self, prefix: str, who: Principal, offset: int = 0, limit: int | None = None
-    ) -> Page:
+    async def _listable_prefixes(self, who: Principal) -> list[str]:
+        """Listing "0.NA": the prefix handles whose prefix ``who`` may list."""
+        return [p for p in await self.prefixes() if await self._may_list(p.split("/", 1)[1], who)]
+
+    async def _authorised_key(self, prefix: str, who: Principal) -> str:
         target = self._list_target(prefix)
         key = handle_key(target)
-        if key == NA_PREFIX.upper():
-            prefixes = await self.prefixes()
-            allowed = [p for p in prefixes if await self._may_list(p.split("/", 1)[1], who)]
-            end = None if limit is None else offset + limit
-            return Page(len(allowed), allowed[offset:end])
         if not any(is_within(key, h) for h in self.registry.homed_keys):
             raise NotResponsible()
         if not await self._may_list(target, who):
             raise InsufficientPermissions(f"{who.identity} may not list handles of {target}")
+        return key
+
+    def _is_na(self, prefix: str) -> bool:
+        return handle_key(self._list_target(prefix)) == NA_PREFIX.upper()
+
+    async def list_handles(self, prefix: str, who: Principal, offset: int, limit: int) -> Page:
+        """One page of the handles under ``prefix``."""
+        if self._is_na(prefix):
+            allowed = await self._listable_prefixes(who)
+            return Page(len(allowed), allowed[offset : offset + limit])
+        key = await self._authorised_key(prefix, who)
         total, handles = await self.registry.store.list_handles(key, offset, limit)
         return Page(total, handles)
+
+    async def stream_handles(
+        self, prefix: str, who: Principal, chunk: int = 10_000
+    ) -> tuple[int, AsyncIterator[list[str]]]:
+        """Every handle under ``prefix``: the count, and the handles in chunks (keyset paging,
+        so a prefix of millions streams in bounded memory)."""
+        if self._is_na(prefix):
+            allowed = await self._listable_prefixes(who)
+
+            async def one() -> AsyncIterator[list[str]]:
+                yield allowed
+
+            return len(allowed), one()
+        key = await self._authorised_key(prefix, who)
+        total, _ = await self.registry.store.list_handles(key, 0, 0)
+        store = self.registry.store
+
+        async def chunks() -> AsyncIterator[list[str]]:
+            after: str | None = None
+            while True:
+                rows = await store.iter_handles(key, after, chunk)
+                if not rows:
+                    return
+                yield [handle for _, handle in rows]
+                after = rows[-1][0]
+
+        return total, chunks()
 
     async def _may_list(self, prefix: str, who: Principal) -> bool:
         ident = parse(prefix + "/x")  # stands for any handle under the prefix

@@ -18,6 +18,8 @@ import yarl
 from aiohttp.test_utils import TestServer
 
 from registry.auth import FailureThrottle
+from registry.model.identifiers import parse
+from registry.model.values import Value
 from resolver.config import load
 from resolver.http.app import make_app
 from resolver.node import Node
@@ -672,3 +674,14 @@ async def test_error_bodies_carry_no_traceback(
     assert 'File "' not in text
     assert body["responseCode"] in (4, 102, 202)
     assert body["message"]
+
+
+async def test_list_everything_streams_across_chunks(server: Server) -> None:
+    """An unpaged listing bigger than one store chunk (10,000) comes back whole and in order."""
+    names = [f"88.118.8/S{i:05d}" for i in range(10_005)]
+    items = [(parse(n), [Value(1, "DESC", b"x")]) for n in names]
+    await server.node.registry.import_records(items)
+    status, body = await fetch(server, LIST8, ENT8_ADMIN)
+    assert status == 200
+    assert body["totalCount"] == str(len(names))
+    assert body["handles"] == names

@@ -246,6 +246,18 @@ async def test_list_handles_counts_and_paging(store: SQLiteStore) -> None:
     assert await store.count() == 2
 
 
+async def test_iter_handles_keyset_paging(store: SQLiteStore) -> None:
+    await put(store, *(record(f"88.1/h{i:02d}") for i in range(7)), record("88.1.2/child"))
+    seen: list[str] = []
+    after: str | None = None
+    while rows := await store.iter_handles("88.1", after, 3):
+        assert len(rows) <= 3
+        seen += [handle for _, handle in rows]
+        after = rows[-1][0]
+    assert seen == [f"88.1/h{i:02d}" for i in range(7)]  # the derived prefix is not included
+    assert await store.iter_handles("88.9", None, 3) == []
+
+
 async def test_reverse_lookup_patterns(store: SQLiteStore) -> None:
     await put(
         store,

@@ -76,6 +76,13 @@ class Store(Protocol):
         """(total count, handles) of the records whose prefix key is ``prefix_key``, ordered
         by key; ``limit`` None means all from ``offset``."""
 
+    async def iter_handles(
+        self, prefix_key: str, after_key: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """(key, handle) of up to ``limit`` records with prefix key ``prefix_key`` whose key
+        sorts after ``after_key``, in key order: keyset paging that stays cheap however deep
+        it goes (for streaming a whole prefix)."""
+
     async def reverse_lookup(
         self, type_key: str, pattern: str, limit: int, within: Sequence[str] | None = None
     ) -> list[str]:

@@ -196,6 +196,21 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def iter_handles(
+        self, prefix_key: str, after_key: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """(key, handle) of up to ``limit`` records of ``prefix_key`` after ``after_key``."""
+        prefix = _upper(prefix_key)
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(
+                "SELECT key, handle FROM handles WHERE prefix = ? AND key > ? ORDER BY key LIMIT ?",
+                (prefix, after_key or "", limit),
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._read(run)
+
     async def reverse_lookup(
         self, type_key: str, pattern: str, limit: int, within: Sequence[str] | None = None
     ) -> list[str]:

@@ -27,7 +27,7 @@ from resolver.core import Query
 from resolver.http import params
 from resolver.http.credentials import principal
 from resolver.http.keys import ECHO, NODE
-from resolver.http.respond import json_response
+from resolver.http.respond import JSON_TYPE, json_response
 
 API_HANDLES = "/api/handles/"
 
@@ -166,7 +166,7 @@ async def delete_handle(request: web.Request) -> web.Response:
     return _ok(handle)
 
 
-async def list_handles(request: web.Request) -> web.Response:
+async def list_handles(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
     q = request.query
     prefix = q.get("prefix")
@@ -178,15 +178,34 @@ async def list_handles(request: web.Request) -> web.Response:
     page_raw, size_raw = q.get("page"), q.get("pageSize")
     page = params.integer(page_raw, "page") if page_raw is not None else None
     size = params.integer(size_raw, "pageSize") if size_raw is not None else None
-    body: dict[str, Any] = {"responseCode": 1, "prefix": prefix}
     if page is not None and size is not None and page >= 0 and size > 0:
         result = await node.listings.list_handles(prefix, who, page * size, size)
-        body.update(totalCount=str(result.total), page=page, pageSize=size)
-    else:
-        result = await node.listings.list_handles(prefix, who)
-        body["totalCount"] = str(result.total)
-    body["handles"] = result.handles
-    return json_response(body)
+        return json_response(
+            {
+                "responseCode": 1,
+                "prefix": prefix,
+                "totalCount": str(result.total),
+                "page": page,
+                "pageSize": size,
+                "handles": result.handles,
+            }
+        )
+    # Everything: streamed in chunks, so memory stays bounded for millions of handles.
+    total, chunks = await node.listings.stream_handles(prefix, who)
+    resp = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    head = {"responseCode": 1, "prefix": prefix, "totalCount": str(total)}
+    await resp.write(orjson.dumps(head)[:-1] + b',"handles":[')
+    first = True
+    async for handles in chunks:
+        if handles:
+            part = orjson.dumps(handles)[1:-1]
+            await resp.write(part if first else b"," + part)
+            first = False
+    await resp.write(b"]}")
+    await resp.write_eof()
+    return resp
 
 
 async def list_prefixes(request: web.Request) -> web.Response:
