@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
@@ -484,3 +485,45 @@ async def test_unopened_store_refuses_work(tmp_path: Path) -> None:
     with pytest.raises(StoreClosed):
         await put(s, record("88.1/a"))
     await s.close()
+
+
+async def test_every_query_is_index_backed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trace every SELECT the store issues for the user-facing reads and check SQLite's plan:
+    no full scan of handles or lookup, so they stay fast at 10 million identifiers."""
+    statements: list[str] = []
+    connect = SQLiteStore._connect
+
+    def traced(self: SQLiteStore) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(SQLiteStore, "_connect", traced)
+    s = SQLiteStore(tmp_path / "plan.db", readers=1)
+    await s.open()
+    try:
+        await put(s, *(record(f"88.1/h{i}", url(1, f"https://e.org/{i}")) for i in range(50)))
+        statements.clear()
+        await s.get(handle_key("88.1/h1"))
+        await s.get_many([handle_key("88.1/h1"), handle_key("88.1/h2")])
+        await s.list_handles("88.1", 10, 5)
+        await s.iter_handles("88.1", handle_key("88.1/h3"), 5)
+        await s.reverse_lookup("URL", "https://e.org/1*", 10, ["88.1"])
+        await s.reverse_lookup("URL", "https://e.org/1", 10, None)
+        await put(s, record("88.1/h1", url(1, "https://e.org/changed")))
+        await delete(s, "88.1/h2")
+    finally:
+        await s.close()
+    selects = [
+        q
+        for q in statements
+        if q.lstrip().upper().startswith(("SELECT", "INSERT", "DELETE", "UPDATE"))
+    ]
+    assert len(selects) >= 8
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    try:
+        for sql in selects:
+            plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+            assert not re.search(r"\bSCAN (handles|lookup)\b", plan), (sql, plan)
+    finally:
+        conn.close()
