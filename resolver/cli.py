@@ -130,11 +130,14 @@ def _values_arg(args: argparse.Namespace) -> list[Value]:
         index_type, sep, data = spec.partition("=")
         if not sep:
             raise ConfigError(f"--value {spec!r}: expected [INDEX:]TYPE=DATA")
-        index_text, colon, vtype = index_type.rpartition(":")
-        index = int(index_text) if colon and index_text.isdigit() else n
-        out.append(
-            value_from_json({"index": index, "type": vtype if colon else index_type, "data": data})
-        )
+        index_text, colon, vtype = index_type.partition(":")
+        if not colon:
+            index, vtype = n, index_type
+        elif index_text.isdigit():
+            index = int(index_text)
+        else:
+            raise ConfigError(f"--value {spec!r}: the index before ':' must be a number")
+        out.append(value_from_json({"index": index, "type": vtype, "data": data}))
     return out
 
 
