@@ -159,8 +159,25 @@ async def test_group_failures_are_isolated(
 
         return store.transact([handle_key(rec.handle)], mutation)
 
+    # Count what the store enqueues, to release the gate only once all 60 are queued.
+    queued = asyncio.Event()
+    real_queue = store._queue
+    count = [0]
+
+    class CountingQueue:
+        def put(self, item: object) -> None:
+            real_queue.put(item)
+            count[0] += 1
+            if count[0] == 60:
+                queued.set()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_queue, name)
+
+    monkeypatch.setattr(store, "_queue", CountingQueue())
     tasks = [asyncio.create_task(make(i)) for i in range(60)]
-    await asyncio.sleep(0)  # one loop pass: every task has enqueued its item
+    await asyncio.wait_for(queued.wait(), TIMEOUT)
+    monkeypatch.setattr(store, "_queue", real_queue)
     release.set()
     await asyncio.wait_for(gate_task, TIMEOUT)
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), TIMEOUT)
