@@ -1,0 +1,132 @@
+"""`idnode serve` as users run it: HTTPS with --tls-cert/--tls-key, and --workers N."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import ENT8_ADMIN, JSON, free_port, init_node
+from tests.procs import LISTENING, serving
+
+BODY = {"values": [{"index": 1, "type": "URL", "data": "https://example.org/tls"}]}
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idnode test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_carries_credentials_that_plain_http_may_not(tmp_path: Path) -> None:
+    # Credentials over plain HTTP are refused even from loopback: only TLS can carry them.
+    data = tmp_path / "node"
+    await init_node(data, plain_credentials="never")
+    cert, key = self_signed(tmp_path)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    async with serving(data, "--tls-cert", str(cert), "--tls-key", str(key)) as served:
+        assert served.scheme == "https"
+        async with aiohttp.ClientSession() as session:
+            async with session.put(
+                served.api("88.118.8/TLS"),
+                json=BODY,
+                headers={**ENT8_ADMIN, **JSON},
+                ssl=client_ctx,
+            ) as r:
+                assert r.status == 201, await r.text()
+            async with session.get(served.api("88.118.8/TLS"), ssl=client_ctx) as r:
+                body = await r.json()
+            assert body["values"][0]["data"]["value"] == "https://example.org/tls"
+            # The same port does not speak plain HTTP.
+            with pytest.raises(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{served.port}/api/site") as r:
+                    await r.read()
+
+
+async def test_plain_http_refuses_credentials_when_configured(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    await init_node(data, plain_credentials="never")
+    async with serving(data) as served, aiohttp.ClientSession() as session:
+        async with session.put(
+            served.api("88.118.8/PLAIN"), json=BODY, headers={**ENT8_ADMIN, **JSON}
+        ) as r:
+            assert r.status == 403
+            assert (await r.json())["responseCode"] == 402
+        async with session.get(served.api("88.118.8/PLAIN")) as r:
+            assert r.status == 404
+
+
+def children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return {int(p) for p in out.stdout.split()}
+
+
+async def test_workers_share_one_port_and_store(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    await init_node(data)
+    port = free_port()
+    async with serving(data, "--workers", "2", http=f"127.0.0.1:{port}") as served:
+        assert served.proc.stdout is not None
+        # Both workers announce the same port.
+        second = await asyncio.wait_for(served.proc.stdout.readline(), 20)
+        match = LISTENING.match(second.decode().strip())
+        assert match and int(match.group(3)) == port == served.port
+        workers = children(served.proc.pid)
+        assert len(workers) == 2
+        # New connections are spread by the kernel; every one is answered from the shared
+        # store, including records written through the other worker.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for i in range(20):
+                handle = f"88.118.8/W{i}"
+                async with session.put(
+                    served.api(handle), json=BODY, headers={**ENT8_ADMIN, **JSON}
+                ) as r:
+                    assert r.status == 201
+                for _ in range(3):
+                    async with session.get(served.api(handle)) as r:
+                        assert r.status == 200
+    # Stopping the parent stops every worker.
+    assert all(_gone(pid) for pid in workers)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
