@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from registry import authz
 from registry.auth import Authenticator
 from registry.authz import Principal
+from registry.cache.records import RecordCache
 from registry.errors import (
     HandleExists,
     HandleNotFound,
@@ -79,13 +80,15 @@ class Registry:
         store: Store,
         sealer: Sealer,
         homed: Sequence[str],
+        records: RecordCache,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.records = records
         self.sealer = sealer
         self.homed_keys = tuple(handle_key(p) for p in homed)
         self.clock = clock
-        self.write_hooks: list[WriteHook] = []
+        self.write_hooks: list[WriteHook] = [records.invalidate]
         self.authenticator = Authenticator(store, sealer)
 
     # ------------------------------------------------------------ reading

@@ -91,7 +91,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from resolver.server import run
 
     config = _config(
-        args, http=args.http, workers=args.workers, tls_cert=args.tls_cert, tls_key=args.tls_key
+        args,
+        http=args.http,
+        workers=args.workers,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        redis=args.redis,
     )
     run(config, reuse_port=args.reuse_port, access_log=args.access_log)
     return 0
@@ -293,6 +298,12 @@ def parser() -> argparse.ArgumentParser:
         help="listen address (default from config: 127.0.0.1:8000; port 0 picks a free port)",
     )
     p.add_argument("--workers", type=int, help="worker processes sharing the port")
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="shared cache: redis://, rediss://, redis+cluster://h:p,h:p, "
+        "redis+sentinel://h:p,h:p/service (default: in-process cache only)",
+    )
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--access-log", action="store_true", help="log every request")

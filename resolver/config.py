@@ -33,6 +33,12 @@ class Config:
     plain_credentials: str = "loopback"  # where credentials are accepted without TLS
     max_body: int = 262_144  # bytes; the Handle protocol's message limit
     log_level: str = "info"
+    redis: str | None = None  # URL; None: in-process cache only (the embedded default)
+    redis_timeout: float = 0.25  # seconds any one Redis call may take
+    cache_entries: int = 100_000  # in-process tier bound, entries (0 turns it off)
+    cache_bytes: int = 64 << 20  # in-process tier bound, bytes
+    cache_max_ttl: float = 3600.0  # cap on how long a record stays cached
+    cache_negative_ttl: float = 5.0  # how long "not found" stays cached
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,6 +74,18 @@ def _coerce(name: str, raw: Any) -> Any:
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1")
             return value
+        if name in ("cache_entries", "cache_bytes"):
+            value = int(raw)
+            if value < 0:
+                raise ConfigError(f"{name} must not be negative")
+            return value
+        if name in ("redis_timeout", "cache_max_ttl", "cache_negative_ttl"):
+            number = float(raw)
+            if not number >= 0:
+                raise ConfigError(f"{name} must not be negative")
+            return number
+        if name == "redis":
+            return str(raw) or None
         if name in ("tls_cert", "tls_key"):
             return Path(raw) if raw else None
         if name == "plain_credentials" and raw not in PLAIN_CREDENTIALS:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from registry import authz
 from registry.authz import Principal
+from registry.cache.entry import CacheEntry
 from registry.errors import (
     AuthenticationNeeded,
     HandleNotFound,
@@ -37,11 +38,16 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The matched values in stored order; ``handle`` echoes the query as sent."""
+    """The matched values in stored order; ``handle`` echoes the query as sent.
+
+    ``whole`` means the values are exactly the cached entry's public view, so a transport
+    may send its memoised rendering of ``entry`` instead of rendering ``values`` again."""
 
     handle: str
     ident: Identifier
     values: tuple[Value, ...]
+    entry: CacheEntry | None = None
+    whole: bool = False
 
 
 def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> bool:
@@ -84,10 +90,16 @@ class Resolver:
     async def resolve(self, query: Query) -> Answer:
         ident = self.identify(query.handle)
         self.registry.require_homed(ident)
-        record = await self.registry.store.get(ident.key)
+        entry = await self.registry.records.get(ident.key, bypass=query.authoritative)
+        record = entry.record
         if record is None:
             raise HandleNotFound()
-        if query.types or query.indexes:
+        filtered = bool(query.types or query.indexes)
+        if not filtered and (
+            entry.all_public or (query.who is None and query.public_only is not False)
+        ):
+            return Answer(query.handle, ident, entry.public, entry, whole=True)
+        if filtered:
             matched = [v for v in record.values if matches(v, query.types, query.indexes)]
         else:
             matched = list(record.values)

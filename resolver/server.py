@@ -91,6 +91,11 @@ def run_workers(config: Config, access_log: bool) -> None:
         "1",
         "--reuse-port",
     ]
+    # Settings that may have come from flags reach the workers as flags too.
+    if config.redis:
+        cmd += ["--redis", config.redis]
+    if config.tls_cert and config.tls_key:
+        cmd += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
     if access_log:
         cmd.append("--access-log")
     procs = [subprocess.Popen(cmd) for _ in range(config.workers)]

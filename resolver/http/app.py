@@ -10,9 +10,9 @@ from aiohttp import web
 
 from registry.errors import HandleError, ProtocolError, ServerError
 from resolver.config import Config
-from resolver.http import api, proxy
+from resolver.http import api, metrics, proxy
 from resolver.http.keys import ECHO, NODE
-from resolver.http.respond import error_response, json_response
+from resolver.http.respond import error_response
 from resolver.node import Node
 
 log = logging.getLogger("idnode.http")
@@ -74,6 +74,7 @@ def make_app(config: Config, node: Node | None = None) -> web.Application:
     r.add_route("PUT", "/api/handles/{handle:.*}", api.put_handle)
     r.add_route("DELETE", "/api/handles/{handle:.*}", api.delete_handle)
     r.add_get("/api/prefixes", api.list_prefixes)
+    r.add_get("/metrics", metrics.metrics)
     r.add_get("/hrls/handles", api.reverse_lookup)
     r.add_get("/hrls/handles/", api.reverse_lookup)
     r.add_route("*", "/api{tail:.*}", api.unknown_api)
@@ -81,7 +82,3 @@ def make_app(config: Config, node: Node | None = None) -> web.Application:
     r.add_get("/resolve", proxy.resolve_form)
     r.add_get("/{handle:.+}", proxy.proxy)
     return app
-
-
-async def healthy(request: web.Request) -> web.Response:
-    return json_response({"responseCode": 1})

@@ -1,0 +1,86 @@
+"""A per-host table of write generations, shared by every process of a node through mmap.
+
+The file ``DATA/cache.gen`` holds a header (magic, a random epoch chosen when the file is
+created) and 2^18 eight-byte counters. A key maps to a slot by CRC-32 (stable across
+processes, unlike ``hash``). Writers increment the slot of every key they changed — under an
+``fcntl`` lock so concurrent increments are never lost — after the store commit and before
+the write is acknowledged. Readers read the slot lock-free (aligned 8-byte loads).
+
+A cached entry remembers ``(epoch, slot value)`` captured before its store read; it is fresh
+exactly while both still match. Two keys sharing a slot only cost a spurious miss.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+FILE = "cache.gen"
+MAGIC = b"IDNGEN01"
+SLOTS = 1 << 18
+_HEADER = 16  # magic (8) + epoch (8)
+_SIZE = _HEADER + 8 * SLOTS
+_U64 = struct.Struct("<Q")
+
+
+class GenerationTable:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size != _SIZE or os.pread(fd, 8, 0) != MAGIC:
+                    # New (or foreign) file: a fresh epoch invalidates anything cached before.
+                    os.ftruncate(fd, 0)
+                    os.ftruncate(fd, _SIZE)
+                    os.pwrite(fd, MAGIC + os.urandom(8), 0)
+                    os.fsync(fd)
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+            self._map = mmap.mmap(fd, _SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self.epoch: int = _U64.unpack_from(self._map, 8)[0]
+
+    @classmethod
+    def open(cls, data_dir: Path) -> GenerationTable:
+        return cls(data_dir / FILE)
+
+    @staticmethod
+    def slot_of(key: str) -> int:
+        return _HEADER + 8 * (zlib.crc32(key.encode("utf-8", "surrogatepass")) & (SLOTS - 1))
+
+    def get(self, key: str) -> int:
+        value: int = _U64.unpack_from(self._map, self.slot_of(key))[0]
+        return value
+
+    def get_slot(self, offset: int) -> int:
+        value: int = _U64.unpack_from(self._map, offset)[0]
+        return value
+
+    def bump(self, keys: Iterable[str]) -> None:
+        """Advance the generation of every key (one lock for the whole batch)."""
+        offsets = {self.slot_of(k) for k in keys}
+        if not offsets:
+            return
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            for off in offsets:
+                _U64.pack_into(
+                    self._map, off, (_U64.unpack_from(self._map, off)[0] + 1) & 0xFFFFFFFFFFFFFFFF
+                )
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if not self._map.closed:
+            self._map.close()
+            os.close(self._fd)

@@ -1,0 +1,152 @@
+"""The shared Redis tier: short timeouts, a circuit breaker, never an error to a client.
+
+Standalone (``redis://``, ``rediss://``, ``unix://``), Redis Cluster
+(``redis+cluster://host:port,host:port``) and Sentinel
+(``redis+sentinel://host:port,host:port/service``) all go through redis-py's own clients.
+Every call is bounded by ``timeout``; any failure counts against the breaker and reads as a
+miss, so resolution carries on from the store while Redis is down, slow or restarting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+from registry.cache.breaker import Breaker
+from registry.cache.stats import CacheStats
+
+log = logging.getLogger("idnode.cache")
+T = TypeVar("T")
+MAX_FILLS_IN_FLIGHT = 256
+
+
+class RedisConfigError(ValueError):
+    """The Redis URL cannot be used."""
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    out = []
+    for part in netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            out.append((host, int(port) if port else default_port))
+        except ValueError:
+            raise RedisConfigError(f"bad port in {part!r}") from None
+    return out
+
+
+def connect(url: str, timeout: float) -> Any:
+    """A redis-py asyncio client for ``url`` (see module doc for the schemes)."""
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": False,
+    }
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("redis", "rediss", "unix"):
+        return aioredis.Redis.from_url(url, retry_on_timeout=False, **common)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
+        return RedisCluster(
+            startup_nodes=nodes,
+            ssl=scheme.startswith("rediss"),
+            password=parts.password,
+            username=parts.username,
+            require_full_coverage=False,
+            **common,
+        )
+    if scheme == "redis+sentinel":
+        service = parts.path.strip("/")
+        if not service:
+            raise RedisConfigError("redis+sentinel:// needs the service name as its path")
+        query = parse_qs(parts.query)
+        db = int(query.get("db", ["0"])[0])
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            _hosts(parts.netloc, 26379), sentinel_kwargs=dict(common), **common
+        )
+        return sentinel.master_for(service, db=db, password=parts.password)
+    raise RedisConfigError(f"unsupported Redis URL scheme {parts.scheme!r}")
+
+
+class RedisTier:
+    def __init__(self, url: str, namespace: str, timeout: float, stats: CacheStats) -> None:
+        self.url = url
+        self.client = connect(url, timeout)
+        self.timeout = timeout
+        self.stats = stats
+        self.prefix = f"idn:{namespace}:r:"
+        self.breaker = Breaker(f"Redis at {_safe(url)}", on_open=self._opened)
+        self._fills: set[asyncio.Task[None]] = set()
+
+    def _opened(self) -> None:
+        self.stats.breaker_opens += 1
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T | None:
+        if not self.breaker.allow():
+            return None
+        try:
+            result = await asyncio.wait_for(op(), self.timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.stats.redis_errors += 1
+            self.breaker.failure(exc)
+            return None
+        self.breaker.success()
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        blob: bytes | None = await self._call(lambda: self.client.get(self.prefix + key))
+        return blob
+
+    def fill(self, key: str, blob: bytes, ttl: float) -> None:
+        """Store ``blob`` in the background (the resolution does not wait for Redis)."""
+        if len(self._fills) >= MAX_FILLS_IN_FLIGHT or self.breaker.is_open:
+            return
+        ms = max(1, int(ttl * 1000))
+        task = asyncio.create_task(self._fill(key, blob, ms))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    async def _fill(self, key: str, blob: bytes, ms: int) -> None:
+        if await self._call(lambda: self.client.set(self.prefix + key, blob, px=ms)) is not None:
+            self.stats.redis_fills += 1
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        """Best effort: entries are validated by generation anyway; this frees memory."""
+        names = [self.prefix + k for k in keys]
+        if names:
+            await self._call(lambda: self._delete(names))
+
+    async def _delete(self, names: list[str]) -> int:
+        # One DEL per key: in a cluster the keys live in different slots.
+        total = 0
+        for name in names:
+            total += int(await self.client.delete(name))
+        return total
+
+    async def close(self) -> None:
+        for task in list(self._fills):
+            task.cancel()
+        await asyncio.gather(*self._fills, return_exceptions=True)
+        try:
+            await self.client.aclose()
+        except (RedisError, OSError) as exc:  # closing a dead connection is not an error
+            log.debug("closing Redis client: %s", exc)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
