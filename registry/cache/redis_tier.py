@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -79,13 +80,20 @@ def connect(url: str, timeout: float) -> Any:
 
 
 class RedisTier:
-    def __init__(self, url: str, namespace: str, timeout: float, stats: CacheStats) -> None:
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        timeout: float,
+        stats: CacheStats,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url
         self.client = connect(url, timeout)
         self.timeout = timeout
         self.stats = stats
         self.prefix = f"idn:{namespace}:r:"
-        self.breaker = Breaker(f"Redis at {_safe(url)}", on_open=self._opened)
+        self.breaker = Breaker(f"Redis at {_safe(url)}", clock=clock, on_open=self._opened)
         self._fills: set[asyncio.Task[None]] = set()
 
     def _opened(self) -> None:
@@ -132,6 +140,10 @@ class RedisTier:
         for name in names:
             total += int(await self.client.delete(name))
         return total
+
+    async def flush(self) -> None:
+        """Wait for the background fills in flight."""
+        await asyncio.gather(*list(self._fills), return_exceptions=True)
 
     async def close(self) -> None:
         for task in list(self._fills):
