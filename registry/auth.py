@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from registry.authz import Principal, group_refs
 from registry.errors import AuthenticationFailed
@@ -32,14 +32,22 @@ class Authenticator:
     """Checks secrets against the store (secrets are sealed at rest, compared in constant
     time) and resolves the HS_VLIST groups an identity belongs to."""
 
-    def __init__(self, store: Store, sealer: Sealer) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sealer: Sealer,
+        fetch: Callable[[str], Awaitable[Record | None]] | None = None,
+    ) -> None:
         self._store = store
         self._sealer = sealer
+        # Identity records are read through the record cache when there is one: it is exact,
+        # and it keeps a store read off every authenticated request.
+        self._fetch = fetch or store.get
 
     async def verify_secret(self, identity: adm.AdminRef, secret: bytes) -> Principal:
         if not identity.handle:
             raise AuthenticationFailed()
-        record = await self._store.get(handle_key(identity.handle))
+        record = await self._fetch(handle_key(identity.handle))
         matched = 0
         if record is not None:
             for v in record.values:

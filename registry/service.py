@@ -89,7 +89,7 @@ class Registry:
         self.homed_keys = tuple(handle_key(p) for p in homed)
         self.clock = clock
         self.write_hooks: list[WriteHook] = [records.invalidate]
-        self.authenticator = Authenticator(store, sealer)
+        self.authenticator = Authenticator(store, sealer, self._record)
 
     # ------------------------------------------------------------ reading
 
@@ -103,6 +103,9 @@ class Registry:
 
     async def authority(self, ident: Identifier) -> dict[str, Record]:
         return await self.store.get_many(authz.authority_keys(ident))
+
+    async def _record(self, key: str) -> Record | None:
+        return (await self.records.get(key)).record
 
     def secret_of(self, value: Value) -> bytes:
         return self.sealer.unseal(value.data)
