@@ -115,14 +115,19 @@ class RedisServer:
         try:
             await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT)
         except TimeoutError:
-            await self.kill()
+            await self._abandon(ready)
             raise TimeoutError(
                 f"redis-server on {self.address} not ready within {START_TIMEOUT} s:\n"
                 + self.log_tail()
             ) from None
         except BaseException:
-            await self.kill()
+            await self._abandon(ready)
             raise
+
+    async def _abandon(self, ready: asyncio.Future[None]) -> None:
+        await self.kill()
+        if ready.done() and not ready.cancelled():
+            ready.exception()  # retrieved: no "never retrieved" warning
 
     async def _read(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[None]) -> None:
         assert proc.stdout is not None
@@ -178,9 +183,9 @@ class RedisServer:
         self.resume()
         await self.kill()
 
-    async def cli(self, *args: str, timeout: float = 10.0) -> str:
+    async def cli(self, *args: str, within: float = 10.0) -> str:
         """``redis-cli -h 127.0.0.1 -p PORT ARGS`` against this server only."""
-        return await redis_cli("-h", "127.0.0.1", "-p", str(self.port), *args, timeout=timeout)
+        return await redis_cli("-h", "127.0.0.1", "-p", str(self.port), *args, within=within)
 
     async def __aenter__(self) -> RedisServer:
         await self.start()
@@ -190,7 +195,7 @@ class RedisServer:
         await self.stop()
 
 
-async def redis_cli(*args: str, timeout: float = 10.0) -> str:
+async def redis_cli(*args: str, within: float = 10.0) -> str:
     """Run ``redis-cli ARGS`` to completion; its stdout (raises on a non-zero exit)."""
     proc = await asyncio.create_subprocess_exec(
         REDIS_CLI,
@@ -200,7 +205,7 @@ async def redis_cli(*args: str, timeout: float = 10.0) -> str:
         stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        out, _ = await asyncio.wait_for(proc.communicate(), within)
     except BaseException:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -291,7 +296,7 @@ async def cluster(workdir: Path, n: int = 3) -> AsyncIterator[Cluster]:
             "--cluster-replicas",
             "0",
             "--cluster-yes",
-            timeout=CLUSTER_TIMEOUT,
+            within=CLUSTER_TIMEOUT,
         )
         await group.wait_state("ok")
         yield group
