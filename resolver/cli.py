@@ -96,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        redis=args.redis,
+        redis_url=args.redis,
     )
     run(config, reuse_port=args.reuse_port, access_log=args.access_log)
     return 0

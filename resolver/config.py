@@ -33,7 +33,7 @@ class Config:
     plain_credentials: str = "loopback"  # where credentials are accepted without TLS
     max_body: int = 262_144  # bytes; the Handle protocol's message limit
     log_level: str = "info"
-    redis: str | None = None  # URL; None: in-process cache only (the embedded default)
+    redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
     cache_entries: int = 100_000  # in-process tier bound, entries (0 turns it off)
     cache_bytes: int = 64 << 20  # in-process tier bound, bytes
@@ -84,7 +84,7 @@ def _coerce(name: str, raw: Any) -> Any:
             if not number >= 0:
                 raise ConfigError(f"{name} must not be negative")
             return number
-        if name == "redis":
+        if name == "redis_url":
             return str(raw) or None
         if name in ("tls_cert", "tls_key"):
             return Path(raw) if raw else None

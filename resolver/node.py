@@ -42,10 +42,12 @@ class Node:
             max_ttl=config.cache_max_ttl,
             negative_ttl=config.cache_negative_ttl,
         )
-        if config.redis:
+        if config.redis_url:
             namespace = format(gens.epoch, "016x")
             try:
-                cache.redis = RedisTier(config.redis, namespace, config.redis_timeout, cache.stats)
+                cache.redis = RedisTier(
+                    config.redis_url, namespace, config.redis_timeout, cache.stats
+                )
             except RedisConfigError as exc:
                 await cache.close()
                 await store.close()

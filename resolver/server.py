@@ -92,8 +92,8 @@ def run_workers(config: Config, access_log: bool) -> None:
         "--reuse-port",
     ]
     # Settings that may have come from flags reach the workers as flags too.
-    if config.redis:
-        cmd += ["--redis", config.redis]
+    if config.redis_url:
+        cmd += ["--redis", config.redis_url]
     if config.tls_cert and config.tls_key:
         cmd += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
     if access_log:

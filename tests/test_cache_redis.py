@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from registry.cache.records import RecordCache
 from registry.cache.redis_tier import RedisConfigError, RedisTier, connect
 from registry.model.identifiers import handle_key
 from registry.store.sqlite import SQLiteStore
+from tests.conftest import free_port
 from tests.redisproc import RedisServer, redis_server
 from tests.test_cache import Clock, CountingStore, url, write
 
@@ -138,3 +140,45 @@ def test_connect_rejects_unknown_schemes() -> None:
         connect("http://127.0.0.1:6379", 0.1)
     with pytest.raises(RedisConfigError):
         connect("redis+sentinel://127.0.0.1:26379", 0.1)  # no service name
+
+
+async def test_sentinel_url_finds_the_master(tmp_path: Path) -> None:
+    """``redis+sentinel://`` asks a real Sentinel for the service's master and uses it."""
+    async with redis_server(tmp_path / "master") as master:
+        port = free_port()
+        conf = tmp_path / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+            f"sentinel monitor idn 127.0.0.1 {master.port} 1\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            "/usr/bin/redis-server",
+            str(conf),
+            "--sentinel",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            assert proc.stdout is not None
+            async with asyncio.timeout(15):
+                while b"+monitor master idn" not in await proc.stdout.readline():
+                    pass
+            store = SQLiteStore(tmp_path / "reg.db")
+            await store.open()
+            gens = GenerationTable.open(tmp_path)
+            cache = RecordCache(store, gens)
+            cache.redis = RedisTier(f"redis+sentinel://127.0.0.1:{port}/idn", "t", 1.0, cache.stats)
+            try:
+                await write(store, cache, "88.1/a", url("https://x/1"))
+                await _load(cache)
+                assert cache.stats.redis_fills == 1 and cache.stats.redis_errors == 0
+                assert (await master.cli("DBSIZE")).strip() == "1"  # it went to the master
+                cache.local.clear()
+                await cache.get(KEY)
+                assert cache.stats.redis_hits == 1
+            finally:
+                await cache.close()
+                await store.close()
+        finally:
+            proc.kill()
+            await proc.wait()
