@@ -35,6 +35,7 @@ from registry.model.identifiers import (
 )
 from registry.model.values import HS_ADMIN, HS_SECKEY, MAX_VALUES, Value, type_key
 from registry.secrets import Sealer
+from registry.signer import RecordSigner
 from registry.store.base import Change, Delete, Put, Record, Store
 
 WriteHook = Callable[[Sequence[str]], Awaitable[None]]
@@ -82,9 +83,11 @@ class Registry:
         homed: Sequence[str],
         records: RecordCache,
         clock: Callable[[], float] = time.time,
+        signer: RecordSigner | None = None,
     ) -> None:
         self.store = store
         self.records = records
+        self.signer = signer
         self.sealer = sealer
         self.homed_keys = tuple(handle_key(p) for p in homed)
         self.clock = clock
@@ -139,6 +142,26 @@ class Registry:
             return v
         return replace(v, timestamp=now)
 
+    # The node's own values (signatures, its keys) are not the client's: they are kept out of
+    # diffs and rights checks, and every stored record is re-signed as it is written.
+
+    def _client(self, key: str, values: Sequence[Value]) -> list[Value]:
+        if self.signer is None:
+            return list(values)
+        self.signer.refresh()
+        return self.signer.client_values(key, values)
+
+    def _user(self, key: str, values: Sequence[Value]) -> list[Value]:
+        return list(values) if self.signer is None else self.signer.user_part(key, values)
+
+    def _system(self, key: str, values: Sequence[Value]) -> list[Value]:
+        return [] if self.signer is None else self.signer.system_part(key, values)
+
+    def _seal(self, handle: str, values: Sequence[Value], now: int) -> tuple[Value, ...]:
+        if self.signer is None:
+            return tuple(values)
+        return self.signer.sign(handle, values, now)
+
     def _check(
         self, ident: Identifier, records: Mapping[str, Record], who: Principal | None, right: int
     ) -> None:
@@ -177,6 +200,7 @@ class Registry:
         """Create ``ident`` with ``values`` or (``overwrite``) replace its values whole."""
         self.require_homed(ident)
         check_unique(values)
+        values = self._client(ident.key, values)
         who = await self._principal(ident, who)
         now = self._now()
 
@@ -186,12 +210,12 @@ class Registry:
                 self._check_prefix_allocated(ident, records)
                 self._check(ident, records, who, adm.ADD_HANDLE)
                 new = [self._prepare(v, now, None, False) for v in values]
-                return [Put(ident.key, Record(ident.text, tuple(new)))], WriteResult(
-                    ident.text, True
-                )
+                sealed = self._seal(ident.text, new, now)
+                return [Put(ident.key, Record(ident.text, sealed))], WriteResult(ident.text, True)
             if not overwrite:
                 raise HandleExists()
-            old_by_index = {v.index: v for v in existing.values}
+            current = self._user(ident.key, existing.values)
+            old_by_index = {v.index: v for v in current}
             new = []
             for v in values:
                 old = old_by_index.get(v.index)
@@ -200,10 +224,11 @@ class Registry:
                     self._check(ident, records, who, _right_for(old, v))
                 new.append(prepared)
             kept = {v.index for v in values}
-            for old in existing.values:
+            for old in current:
                 if old.index not in kept:
                     self._check(ident, records, who, _right_for(old, None))
-            record = Record(existing.handle, tuple(new))
+            new += self._system(ident.key, existing.values)
+            record = Record(existing.handle, self._seal(existing.handle, new, now))
             return [Put(ident.key, record)], WriteResult(ident.text, False)
 
         result = await self.store.transact(authz.authority_keys(ident), mutate)
@@ -221,6 +246,7 @@ class Registry:
         """Add or replace just ``values`` in an existing record (the ``?index=`` form)."""
         self.require_homed(ident)
         check_unique(values)
+        values = self._client(ident.key, values)
         who = await self._principal(ident, who)
         now = self._now()
 
@@ -228,7 +254,7 @@ class Registry:
             existing = records.get(ident.key)
             if existing is None:
                 raise HandleNotFound()
-            by_index = {v.index: v for v in existing.values}
+            by_index = {v.index: v for v in self._user(ident.key, existing.values)}
             created = True
             for v in values:
                 old = by_index.get(v.index)
@@ -243,8 +269,10 @@ class Registry:
             if len(by_index) > MAX_VALUES:
                 raise InvalidValue(f"A record holds at most {MAX_VALUES} values")
             # The reference re-sorts the whole record by index after an add.
-            merged = tuple(by_index[i] for i in sorted(by_index))
-            return [Put(ident.key, Record(existing.handle, merged))], WriteResult(
+            merged = [by_index[i] for i in sorted(by_index)]
+            merged += self._system(ident.key, existing.values)
+            sealed = self._seal(existing.handle, merged, now)
+            return [Put(ident.key, Record(existing.handle, sealed))], WriteResult(
                 ident.text, created
             )
 
@@ -274,19 +302,25 @@ class Registry:
             raise HandleNotFound()
         who = await self._principal(ident, who)
         wanted = set(indexes)
+        now = self._now()
+        if self.signer is not None:
+            self.signer.refresh()
 
         def mutate(records: Mapping[str, Record]) -> tuple[list[Change], None]:
             existing = records.get(ident.key)
             if existing is None:
                 raise HandleNotFound()
-            present = {v.index: v for v in existing.values}
+            current = self._user(ident.key, existing.values)
+            present = {v.index: v for v in current}
             missing = sorted(wanted - present.keys())
             if missing:
                 raise ValuesNotFound()
             for i in wanted:
                 self._check(ident, records, who, _right_for(present[i], None))
-            kept = tuple(v for v in existing.values if v.index not in wanted)
-            return [Put(ident.key, Record(existing.handle, kept))], None
+            kept = [v for v in current if v.index not in wanted]
+            kept += self._system(ident.key, existing.values)
+            sealed = self._seal(existing.handle, kept, now)
+            return [Put(ident.key, Record(existing.handle, sealed))], None
 
         await self.store.transact(authz.authority_keys(ident), mutate)
         await self._notify([ident.key])
@@ -302,6 +336,11 @@ class Registry:
         for ident, values in items:
             self.require_homed(ident)
             check_unique(values)
+        if self.signer is not None:
+            self.signer.refresh()
+            # An export carries signatures and, in the prefix handle, keys: ours are
+            # regenerated, so they are not part of what is compared or stored from the file.
+            items = [(ident, self._user(ident.key, values)) for ident, values in items]
         keys: set[str] = set()
         for ident, _ in items:
             keys.update(authz.authority_keys(ident))
@@ -315,18 +354,20 @@ class Registry:
                 existing = view.get(ident.key)
                 if existing is None:
                     self._check_prefix_allocated(ident, view)
-                    new = tuple(self._prepare(v, now, None, True) for v in values)
-                    record = Record(ident.text, new)
+                    new = [self._prepare(v, now, None, True) for v in values]
+                    record = Record(ident.text, self._seal(ident.text, new, now))
                     created += 1
                 else:
-                    olds = {v.index: v for v in existing.values}
-                    new = tuple(self._prepare(v, now, olds.get(v.index), True) for v in values)
-                    if len(new) == len(existing.values) and all(
-                        a is b for a, b in zip(new, existing.values, strict=True)
+                    current = self._user(ident.key, existing.values)
+                    olds = {v.index: v for v in current}
+                    new = [self._prepare(v, now, olds.get(v.index), True) for v in values]
+                    if len(new) == len(current) and all(
+                        a is b for a, b in zip(new, current, strict=True)
                     ):
                         unchanged += 1
                         continue
-                    record = Record(existing.handle, new)
+                    new += self._system(ident.key, existing.values)
+                    record = Record(existing.handle, self._seal(existing.handle, new, now))
                     replaced += 1
                 view[ident.key] = record
                 changes.append(Put(ident.key, record))
@@ -335,3 +376,45 @@ class Registry:
         result = await self.store.transact(sorted(keys), mutate)
         await self._notify([ident.key for ident, _ in items])
         return result
+
+    async def resign(self, keys: Sequence[str]) -> int:
+        """Sign these records afresh with the current key (rotation); returns how many."""
+        if self.signer is None or not keys:
+            return 0
+        self.signer.refresh()
+        now = self._now()
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], int]:
+            changes: list[Change] = []
+            for key, record in records.items():
+                values = self._user(key, record.values) + self._system(key, record.values)
+                sealed = self._seal(record.handle, values, now)
+                changes.append(Put(key, Record(record.handle, sealed)))
+            return changes, len(changes)
+
+        count = await self.store.transact(list(keys), mutate)
+        await self._notify(keys)
+        return count
+
+    async def publish_keys(self, values: Sequence[Value]) -> None:
+        """Put the node's HS_PUBKEY/HS_CERT values into its prefix handle (replacing the
+        previous set) and re-sign it."""
+        assert self.signer is not None
+        self.signer.refresh()
+        key = self.signer.key_handle
+        now = self._now()
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], None]:
+            existing = records.get(key)
+            if existing is None:
+                raise HandleNotFound("The node's prefix handle does not exist")
+            user = self._user(key, existing.values)
+            taken = {v.index for v in user}
+            clash = [v.index for v in values if v.index in taken]
+            if clash:
+                raise InvalidValue(f"Indexes {clash} of {existing.handle} are taken")
+            sealed = self._seal(existing.handle, [*user, *values], now)
+            return [Put(key, Record(existing.handle, sealed))], None
+
+        await self.store.transact([key], mutate)
+        await self._notify([key])

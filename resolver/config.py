@@ -15,6 +15,7 @@ CONFIG_FILE = "idnode.toml"
 STORE_FILE = "registry.sqlite3"
 PLAIN_CREDENTIALS = ("loopback", "never", "any")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SIGNING_ALGS = ("EdDSA", "ES256", "RS256")
 
 
 class ConfigError(Exception):
@@ -39,6 +40,9 @@ class Config:
     cache_bytes: int = 64 << 20  # in-process tier bound, bytes
     cache_max_ttl: float = 3600.0  # cap on how long a record stays cached
     cache_negative_ttl: float = 5.0  # how long "not found" stays cached
+    signing_alg: str = "EdDSA"  # for keys made by init/rotate: EdDSA, ES256 or RS256
+    signature_validity: int = 400 * 86400  # seconds a record signature stays valid
+    key_passphrase: str | None = None  # encrypts the key files (prefer the environment)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,6 +88,15 @@ def _coerce(name: str, raw: Any) -> Any:
             if not number >= 0:
                 raise ConfigError(f"{name} must not be negative")
             return number
+        if name == "signing_alg" and raw not in SIGNING_ALGS:
+            raise ConfigError(f"signing_alg must be one of {', '.join(SIGNING_ALGS)}")
+        if name == "signature_validity":
+            seconds = int(raw)
+            if seconds < 3600:
+                raise ConfigError("signature_validity must be at least 3600 seconds")
+            return seconds
+        if name == "key_passphrase":
+            return str(raw) or None
         if name == "redis_url":
             return str(raw) or None
         if name in ("tls_cert", "tls_key"):

@@ -61,6 +61,7 @@ async def make_demo(data: Path) -> int:
             (parse(prefix_handle(ENTERPRISE)), prefix_values(ENTERPRISE, ENTERPRISE_SECRET)),
         ] + [(parse(f"{ENTERPRISE}/{s}"), _product(u, d)) for s, u, d in PRODUCTS]
         await node.registry.import_records(items)
+        await node.ensure_keys_published()
     finally:
         await node.close()
     base = "http://127.0.0.1:8000"

@@ -3,15 +3,20 @@ place (the HTTP app's ``cleanup_ctx``, the CLI's commands), never at import time
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from registry.auth import FailureThrottle
 from registry.cache.generations import GenerationTable
 from registry.cache.records import RecordCache
 from registry.cache.redis_tier import RedisConfigError, RedisTier
+from registry.keyring import CERT_OFFSET, ROOT_INDEX, Keyring
 from registry.listing import Listings
+from registry.model.identifiers import handle_key
 from registry.secrets import Sealer
 from registry.service import Registry
+from registry.signer import RecordSigner
+from registry.signing.keys import KeyFileError
 from registry.store.base import Store
 from registry.store.sqlite import SQLiteStore
 from resolver.config import Config, ConfigError
@@ -27,6 +32,7 @@ class Node:
     listings: Listings
     throttle: FailureThrottle
     cache: RecordCache
+    keyring: Keyring
 
     @classmethod
     async def open(cls, config: Config) -> Node:
@@ -52,8 +58,18 @@ class Node:
                 await cache.close()
                 await store.close()
                 raise ConfigError(f"redis: {exc}") from None
-        registry = Registry(store, sealer, config.prefixes, cache)
-        return cls(
+        passphrase = config.key_passphrase.encode() if config.key_passphrase else None
+        keyring = Keyring(config.data_dir, config.prefixes, passphrase)
+        try:
+            if not keyring.exists():
+                keyring.create(config.signing_alg)
+            signer = RecordSigner(keyring, config.signature_validity)
+        except KeyFileError as exc:
+            await cache.close()
+            await store.close()
+            raise ConfigError(f"signing key: {exc}") from None
+        registry = Registry(store, sealer, config.prefixes, cache, signer=signer)
+        node = cls(
             config,
             store,
             registry,
@@ -61,7 +77,30 @@ class Node:
             Listings(registry),
             FailureThrottle(),
             cache,
+            keyring,
         )
+        await node.ensure_keys_published()
+        return node
+
+    async def ensure_keys_published(self) -> None:
+        """The node's prefix handle must publish the root and every key whose signatures may
+        still be out there (current, retired, rotating-to). No-op before the handle exists."""
+        record = await self.store.get(handle_key(self.keyring.handle))
+        if record is None:
+            return
+        state = self.keyring.load_state()
+        numbers = sorted(
+            {state.current, *(r["n"] for r in state.retired)}
+            | ({int(state.rotation["to"])} if state.rotation else set())
+        )
+        wanted = {ROOT_INDEX, ROOT_INDEX + CERT_OFFSET}
+        wanted |= {ROOT_INDEX + n for n in numbers} | {
+            ROOT_INDEX + CERT_OFFSET + n for n in numbers
+        }
+        have = {v.index for v in record.values if Keyring.is_key_value(v)}
+        if have != wanted:
+            now = int(time.time())
+            await self.registry.publish_keys(self.keyring.published_values(now, numbers))
 
     async def close(self) -> None:
         await self.cache.close()

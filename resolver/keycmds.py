@@ -1,0 +1,183 @@
+"""``idnode keys show|rotate`` and ``idnode verify``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from registry.rotation import rotate
+from registry.signing.verify import Report
+from resolver.config import ConfigError, load
+from resolver.node import Node
+from resolver.verification import (
+    VerifyError,
+    http_fetch,
+    jwk_of,
+    load_trust_root,
+    local_fetch,
+    verify_with,
+)
+
+
+def _data(args: argparse.Namespace) -> Path:
+    from resolver.cli import _data_dir
+
+    return _data_dir(args)
+
+
+async def cmd_keys_show(args: argparse.Namespace) -> int:
+    node = await Node.open(load(_data(args)))
+    try:
+        ring = node.keyring
+        state = ring.load_state()
+        root = ring.key(0)
+        if args.root:
+            print(json.dumps(root.public_jwk()))
+            return 0
+        out = {
+            "root": {
+                "identity": ring.root_identity,
+                "alg": root.alg,
+                "kid": root.kid,
+                "jwk": root.public_jwk(),
+            },
+            "current": {"identity": ring.identity(state.current), "n": state.current},
+            "retired": [{"identity": ring.identity(r["n"]), **r} for r in state.retired],
+            "rotation": state.rotation,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    finally:
+        await node.close()
+
+
+async def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    node = await Node.open(load(_data(args)))
+    try:
+        report = await rotate(
+            node.registry,
+            node.keyring,
+            node.ensure_keys_published,
+            batch=args.batch_size,
+            progress=not args.quiet,
+            validity=node.config.signature_validity,
+        )
+    finally:
+        await node.close()
+    how = "resumed and finished" if report.resumed else "done"
+    print(
+        f"rotation {how}: signing with {node.keyring.identity(report.new_key)}; "
+        f"{report.resigned} records re-signed"
+    )
+    return 0
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _print_report(handle: str, report: Report) -> None:
+    print(f"{handle}: {'VERIFIED' if report.ok else 'NOT VERIFIED'}")
+    for index, status in sorted(report.values.items()):
+        print(f"  value {index}: {status}")
+    for sig in report.signatures:
+        print(f"  signature: {sig}")
+    for reason in report.reasons:
+        print(f"  ! {reason}")
+
+
+async def cmd_verify(args: argparse.Namespace) -> int:
+    roots = [load_trust_root(Path(p)) for p in args.trust_root or ()]
+    try:
+        if args.server:
+            if not roots:
+                raise ConfigError(
+                    "give the trust root with --trust-root FILE "
+                    "(e.g. the output of 'idnode keys show --root')"
+                )
+            async with aiohttp.ClientSession() as session:
+                report = await verify_with(http_fetch(session, args.server), args.handle, roots)
+        else:
+            node = await Node.open(load(_data(args)))
+            try:
+                if not roots:  # verifying our own node: its root is the anchor
+                    roots = [node.keyring.key(0).public_jwk()]
+                report = await verify_with(local_fetch(node), args.handle, roots)
+            finally:
+                await node.close()
+    except VerifyError as exc:
+        print(f"idnode: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"handle": args.handle, **_plain(report)}, indent=2, default=str))
+    else:
+        _print_report(args.handle, report)
+    return 0 if report.ok else 1
+
+
+def add_parsers(sub: Any, data_arg: Any) -> None:
+    p = sub.add_parser(
+        "keys",
+        help="the node's signing keys",
+        description="Show or rotate the node's signing keys.",
+    )
+    ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    ks = ksub.add_parser(
+        "show",
+        help="show the root and signing keys",
+        description="Print the trust root and signing keys (public parts).",
+    )
+    data_arg(ks)
+    ks.add_argument(
+        "--root",
+        action="store_true",
+        help="print only the root's public JWK (a client's --trust-root file)",
+    )
+    ks.set_defaults(fn=cmd_keys_show)
+    kr = ksub.add_parser(
+        "rotate",
+        help="new signing key; re-sign every record",
+        description="Create a signing key, publish its certificate, switch "
+        "writes to it and re-sign every record. Resumable: run it again "
+        "after an interruption.",
+    )
+    data_arg(kr)
+    kr.add_argument("--batch-size", type=int, default=500, help="records per transaction")
+    kr.add_argument("--quiet", action="store_true", help="no progress bar")
+    kr.set_defaults(fn=cmd_keys_rotate)
+
+    p = sub.add_parser(
+        "verify",
+        help="verify a record's signatures",
+        description="Resolve HANDLE (from --server, or the local node in "
+        "--data) and check every digest, signature, validity period, "
+        "certificate permission and the trust root. Exit 1 unless every "
+        "value is verified.",
+    )
+    data_arg(p)
+    p.add_argument("handle")
+    p.add_argument("--server", metavar="URL", help="resolve over HTTP from this node")
+    p.add_argument(
+        "--trust-root",
+        action="append",
+        metavar="KEYFILE",
+        help="a trusted root public key (JWK or PEM); repeatable. Default with "
+        "--data: the local node's root",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(fn=cmd_verify)
+
+
+__all__ = ["add_parsers", "jwk_of"]

@@ -1,0 +1,126 @@
+"""Verifying a record as a client does: fetch it (over HTTP, or from a local node), then
+check it offline with :func:`registry.signing.verify.verify_record`.
+
+    report = await verify_handle("88.118.8/X", server="https://node.example",
+                                 trust_roots=[load_trust_root(Path("root.jwk"))])
+    report.ok, report.values, report.reasons
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from registry.errors import HandleError
+from registry.model.jsonvalues import value_from_json
+from registry.model.values import Value
+from registry.signing.verify import Report, verify_record
+from resolver.core import Query
+from resolver.node import Node
+
+Fetch = Callable[[str], Awaitable[Sequence[Value] | None]]
+
+
+class VerifyError(Exception):
+    """The record or a certificate could not be fetched, or a trust root is unusable."""
+
+
+def _b64(n: int | bytes) -> str:
+    raw = n if isinstance(n, bytes) else n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def jwk_of(public: Any) -> dict[str, Any]:
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
+        nums = public.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64(nums.x.to_bytes(32, "big")),
+            "y": _b64(nums.y.to_bytes(32, "big")),
+        }
+    if isinstance(public, rsa.RSAPublicKey):
+        rsa_nums = public.public_numbers()
+        return {"kty": "RSA", "n": _b64(rsa_nums.n), "e": _b64(rsa_nums.e)}
+    raise VerifyError("unsupported trust root key type")
+
+
+def load_trust_root(path: Path) -> dict[str, Any]:
+    """A trust root from a JWK (JSON) or a PEM public key file."""
+    raw = path.read_bytes()
+    try:
+        if raw.lstrip().startswith(b"{"):
+            jwk = json.loads(raw)
+            if not isinstance(jwk, dict) or "kty" not in jwk:
+                raise VerifyError(f"{path}: not a JWK")
+            return jwk
+        return jwk_of(serialization.load_pem_public_key(raw))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise VerifyError(f"{path}: not a JWK or PEM public key ({exc})") from None
+
+
+def http_fetch(session: aiohttp.ClientSession, server: str) -> Fetch:
+    base = server.rstrip("/")
+
+    async def fetch(handle: str) -> Sequence[Value] | None:
+        url = f"{base}/api/handles/{quote(handle, safe='/:')}"
+        try:
+            async with session.get(url) as resp:
+                if resp.status == 404:
+                    return None
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise VerifyError(f"fetching {handle} from {base}: {exc}") from None
+        if resp.status != 200 or not isinstance(body, Mapping):
+            raise VerifyError(f"fetching {handle} from {base}: HTTP {resp.status}")
+        try:
+            return [value_from_json(v, keep_timestamp=True) for v in body.get("values", [])]
+        except HandleError as exc:
+            raise VerifyError(f"{handle}: unreadable value: {exc.message}") from None
+
+    return fetch
+
+
+def local_fetch(node: Node) -> Fetch:
+    async def fetch(handle: str) -> Sequence[Value] | None:
+        try:
+            return (await node.resolver.resolve(Query(handle))).values
+        except HandleError:
+            return None
+
+    return fetch
+
+
+async def verify_with(
+    fetch: Fetch, handle: str, trust_roots: Sequence[Mapping[str, Any]], now: int | None = None
+) -> Report:
+    values = await fetch(handle)
+    if values is None:
+        raise VerifyError(f"{handle} not found")
+    return await verify_record(
+        handle,
+        values,
+        fetch=fetch,
+        trust_roots=trust_roots,
+        now=int(time.time()) if now is None else now,
+    )
+
+
+async def verify_handle(
+    handle: str, *, server: str, trust_roots: Sequence[Mapping[str, Any]]
+) -> Report:
+    """Resolve ``handle`` at ``server`` and verify it (and its chain) offline."""
+    async with aiohttp.ClientSession() as session:
+        return await verify_with(http_fetch(session, server), handle, trust_roots)
