@@ -184,6 +184,11 @@ class Keyring:
         return perms
 
     @staticmethod
+    def is_key_index(index: int) -> bool:
+        """Indexes 600-799 of the node's prefix handle are reserved for its keys."""
+        return ROOT_INDEX <= index < ROOT_INDEX + 2 * CERT_OFFSET
+
+    @staticmethod
     def is_key_value(v: Value) -> bool:
         return ROOT_INDEX <= v.index < ROOT_INDEX + 2 * CERT_OFFSET and v.type in (
             HS_PUBKEY,

@@ -84,9 +84,10 @@ class RecordSigner:
         for v in values:
             if self.owns(v):
                 continue
-            if key == self.key_handle and Keyring.is_key_value(v):
+            if key == self.key_handle and Keyring.is_key_index(v.index):
                 raise InvalidValue(
-                    f"Index {v.index} holds the node's signing keys; it is managed by 'idnode keys'"
+                    f"Index {v.index}: indexes 600-799 of {self.keyring.handle} hold the node's "
+                    "signing keys and are managed by 'idnode keys'"
                 )
             out.append(v)
         return out

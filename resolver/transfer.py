@@ -6,6 +6,7 @@ alone), so an interrupted import is simply run again. Export writes secrets seal
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from registry.errors import HandleError, ProtocolError
 from registry.model.identifiers import Identifier, parse
 from registry.model.jsonvalues import value_from_json, value_to_json
 from registry.model.values import Value
-from registry.service import Registry
+from registry.service import ImportResult, Registry
 from registry.store.base import Store
 
 
@@ -73,17 +74,27 @@ async def import_lines(
     started = time.perf_counter()
     bar = tqdm(total=total, unit="rec", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     pending: list[tuple[Identifier, list[Value]]] = []
+    # One batch commits (on the store's writer thread) while the next one is parsed here.
+    in_flight: asyncio.Task[ImportResult] | None = None
 
-    async def flush() -> None:
-        if not pending:
+    async def settle() -> None:
+        nonlocal in_flight
+        if in_flight is None:
             return
-        result = await registry.import_records(pending)
+        task, in_flight = in_flight, None
+        result = await task
         report.batches += 1
         report.created += result.created
         report.replaced += result.replaced
         report.unchanged += result.unchanged
-        bar.update(len(pending))
-        pending.clear()
+        bar.update(result.created + result.replaced + result.unchanged)
+
+    async def flush() -> None:
+        nonlocal in_flight, pending
+        await settle()
+        if pending:
+            in_flight = asyncio.create_task(registry.import_records(pending))
+            pending = []
 
     try:
         for number, text in enumerate(lines, start=1):
@@ -92,12 +103,16 @@ async def import_lines(
             try:
                 pending.append(parse_line(text))
             except HandleError as exc:
+                await settle()  # the batches before this line are committed
                 raise ImportLineError(number, exc) from None
             report.lines += 1
             if len(pending) >= batch:
                 await flush()
         await flush()
+        await settle()
     finally:
+        if in_flight is not None:
+            in_flight.cancel()
         bar.close()
     report.seconds = time.perf_counter() - started
     return report

@@ -19,9 +19,13 @@ from tests.conftest import (
     ENT9,
     ENT9_ADMIN,
     NODE_ADMIN,
+    NODE_PREFIX,
     SECRETS,
     Server,
+    assert_signed,
     basic,
+    client_view,
+    node_managed,
 )
 
 ACTORS: dict[str, dict[str, str]] = {
@@ -87,11 +91,15 @@ async def snapshot(server: Server, handle: str) -> tuple[int, Any]:
 
 
 async def values_of(server: Server, handle: str) -> dict[int, tuple[str, Any]] | None:
+    """The record's client values by index; it must carry the node's signature."""
     status, body = await snapshot(server, handle)
     if status == 404:
         return None
     assert status == 200, body
-    return {v["index"]: (v["type"], v["data"]["value"]) for v in body["values"]}
+    assert_signed(body["values"], handle)
+    return {
+        v["index"]: (v["type"], v["data"]["value"]) for v in client_view(body["values"], handle)
+    }
 
 
 async def seed(server: Server, handle: str, values: list[dict[str, Any]]) -> None:
@@ -400,6 +408,72 @@ async def test_enterprise_admin_keeps_control_through_prefix_handle(server: Serv
     status, body = await call(server, "DELETE", handle, ENT8_ADMIN)
     assert (status, rc(body)) == (200, 1), body
     assert await values_of(server, handle) is None
+
+
+# ------------------------------------------------------------------ the node's own keys
+
+NODE_HANDLE = "0.NA/88.118"
+NODE_KEY_INDEXES = [600, 601, 700, 701]  # root and signing key 1: HS_PUBKEY 60n, HS_CERT 70n
+
+
+async def test_node_keys_are_published_in_its_prefix_handle(server: Server) -> None:
+    status, body = await call(server, "GET", NODE_HANDLE, {})
+    assert status == 200, body
+    managed = [(v["index"], v["type"]) for v in body["values"] if node_managed(v, NODE_HANDLE)]
+    keys = sorted((i, t) for i, t in managed if t != "HS_SIGNATURE")
+    assert keys == [(600, "HS_PUBKEY"), (601, "HS_PUBKEY"), (700, "HS_CERT"), (701, "HS_CERT")]
+    assert_signed(body["values"], NODE_HANDLE)
+    assert [v["index"] for v in client_view(body["values"], NODE_HANDLE)] == [100]
+
+
+def _key_write_cases() -> dict[str, tuple[list[dict[str, Any]], int | None]]:
+    client = prefix_body(NODE_PREFIX, SECRETS[NODE_PREFIX])
+    cert = {"index": 750, "type": "HS_CERT", "data": "a.b.c"}
+    return {
+        "pubkey-600": ([{"index": 600, "type": "HS_PUBKEY", "data": "signing key 1"}], 600),
+        "cert-750": ([cert], 750),
+        "desc-600": ([url(600, "not a key", "DESC")], 600),
+        "desc-650": ([url(650, "not a key", "DESC")], 650),
+        "replace-with-cert-701": ([*client, {**cert, "index": 701}], None),
+        "replace-with-desc-700": ([*client, url(700, "not a key", "DESC")], None),
+    }
+
+
+@pytest.mark.parametrize("case", list(_key_write_cases()))
+async def test_node_key_indexes_cannot_be_written(server: Server, case: str) -> None:
+    """Indexes 600-799 of the node's prefix handle hold its keys: even the node admin's
+    PUT with such an index is refused (400, rc 202) and changes nothing."""
+    body_, index = _key_write_cases()[case]
+    before = await snapshot(server, NODE_HANDLE)
+    for v in body_:  # a well-formed key: the node's own signing key 1, published at 601
+        if v["type"] == "HS_PUBKEY":
+            v["data"] = next(k["data"] for k in before[1]["values"] if k["index"] == 601)
+    status, body = await call(server, "PUT", NODE_HANDLE, NODE_ADMIN, body_, index)
+    assert (status, rc(body)) == (400, 202), body
+    assert await snapshot(server, NODE_HANDLE) == before
+
+
+async def test_replacing_the_node_prefix_handle_keeps_the_keys(server: Server) -> None:
+    _, before = await snapshot(server, NODE_HANDLE)
+    body_ = [*prefix_body(NODE_PREFIX, SECRETS[NODE_PREFIX]), url(2, "node", "DESC")]
+    status, body = await call(server, "PUT", NODE_HANDLE, NODE_ADMIN, body_)
+    assert (status, rc(body)) == (200, 1), body
+    _, after = await snapshot(server, NODE_HANDLE)
+    assert await values_of(server, NODE_HANDLE) == {
+        100: ("HS_ADMIN", {"handle": NODE_HANDLE, "index": 300, "permissions": ALL}),
+        300: ("HS_SECKEY", SECRETS[NODE_PREFIX]),
+        2: ("DESC", "node"),
+    }
+
+    def keys(record: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            v
+            for v in record["values"]
+            if node_managed(v, NODE_HANDLE) and v["type"] != "HS_SIGNATURE"
+        ]
+
+    assert keys(after) == keys(before)
+    assert sorted(v["index"] for v in keys(after)) == NODE_KEY_INDEXES
 
 
 def vlist(index: int, *members: tuple[str, int]) -> dict[str, Any]:

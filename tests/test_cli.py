@@ -21,7 +21,7 @@ from registry.secrets import Sealer
 from resolver.config import load
 from resolver.node import Node
 from tests import procs
-from tests.conftest import basic
+from tests.conftest import assert_signed, basic, client_view, node_managed
 from tests.procs import cli
 
 Y = "88.118.8/Y"
@@ -50,7 +50,14 @@ def get_json(data: Path, handle: str) -> dict[str, Any]:
 
 
 def simple(record: dict[str, Any]) -> list[tuple[int, str, Any]]:
-    return [(v["index"], v["type"], v["data"]["value"]) for v in record["values"]]
+    """The client's values (the node's signature and keys left out)."""
+    values = client_view(record["values"], record["handle"])
+    return [(v["index"], v["type"], v["data"]["value"]) for v in values]
+
+
+def signed(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's one node signature (checked: index >= 400, covering its public values)."""
+    return assert_signed(record["values"], record["handle"])
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +165,7 @@ def test_put_get_add_delete(node8: Path) -> None:
     assert record["responseCode"] == 1
     assert record["handle"] == h
     assert simple(record) == [(1, "URL", "https://e/x"), (2, "DESC", "hello")]
+    signed(record)
 
     out = ok(
         cli(
@@ -165,14 +173,18 @@ def test_put_get_add_delete(node8: Path) -> None:
         )
     )
     assert out.strip() == f"updated {h}"
-    assert simple(get_json(node8, h)) == [
+    record = get_json(node8, h)
+    assert simple(record) == [
         (1, "URL", "https://e/x"),
         (2, "DESC", "hi"),
         (3, "EMAIL", "a@e.org"),
     ]
+    signed(record)
 
     ok(cli("delete", h, "--data", node8, "--index", "2"))
-    assert simple(get_json(node8, h)) == [(1, "URL", "https://e/x"), (3, "EMAIL", "a@e.org")]
+    record = get_json(node8, h)
+    assert simple(record) == [(1, "URL", "https://e/x"), (3, "EMAIL", "a@e.org")]
+    signed(record)
 
     out = ok(cli("delete", h, "--data", node8))
     assert out.strip() == f"deleted {h}"
@@ -258,6 +270,26 @@ def opened(export_text: str, data: Path) -> list[dict[str, Any]]:
     return out
 
 
+def client_part(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Export records without the node-managed values: its signatures (made afresh by each
+    import, so they differ between nodes and imports) and its keys (each node has its own)."""
+    return [{**r, "values": client_view(r["values"], r["handle"])} for r in records]
+
+
+def assert_node_values(records: list[dict[str, Any]]) -> None:
+    """Every exported record is signed by the node; its prefix handle publishes its keys."""
+    for record in records:
+        signed(record)
+    node = next(r for r in records if r["handle"] == "0.NA/88.118")
+    keys = [v for v in node["values"] if node_managed(v, node["handle"])]
+    assert sorted((v["index"], v["type"]) for v in keys if v["type"] != "HS_SIGNATURE") == [
+        (600, "HS_PUBKEY"),
+        (601, "HS_PUBKEY"),
+        (700, "HS_CERT"),
+        (701, "HS_CERT"),
+    ]
+
+
 def source_lines() -> list[str]:
     lines = [
         {
@@ -301,7 +333,12 @@ async def test_export_import_round_trip_and_idempotence(node8: Path, tmp_path: P
     exported = export(node8)
     lines = exported.splitlines()
     assert len(lines) == 3 + 6  # 0.NA/88.118, 0.NA/88.118.8, 88.118.8/Y and the 6 above
-    assert "E8" not in exported and '"E9"' not in exported
+    records = [json.loads(line) for line in lines]
+    assert_node_values(records)  # imported records are signed like any other write
+    # The secrets are not in clear text in what clients wrote (the node's base64url
+    # signatures and keys, which never carry a secret, may hold "E8" by chance).
+    clients = "\n".join(json.dumps(r, ensure_ascii=False) for r in client_part(records))
+    assert "E8" not in clients and '"E9"' not in clients
     dump = tmp_path / "dump.jsonl"
     dump.write_text(exported, encoding="utf-8")
 
@@ -310,8 +347,10 @@ async def test_export_import_round_trip_and_idempotence(node8: Path, tmp_path: P
     out = ok(cli("import", dump, "--data", target, "--quiet"))
     assert "9 created, 0 replaced, 0 unchanged" in out
     first = export(target)
-    # Every record, value, timestamp and secret is reproduced.
-    assert opened(first, target) == opened(exported, node8)
+    # Every record, value, timestamp and secret is reproduced; the copy signs the records
+    # itself (new signatures, and its own keys).
+    assert client_part(opened(first, target)) == client_part(opened(exported, node8))
+    assert_node_values([json.loads(line) for line in first.splitlines()])
 
     out = ok(cli("import", dump, "--data", target, "--quiet"))
     assert "0 created, 0 replaced, 9 unchanged" in out
@@ -347,8 +386,12 @@ def test_import_bad_line_names_it_and_keeps_earlier_batches(node8: Path, tmp_pat
     assert re.search(r"\bline 5\b", err), err
     handles = {json.loads(x)["handle"]: x for x in export(node8).splitlines()}
     for n in range(1, 5):
-        values = json.loads(handles.pop(f"88.118.8/L{n}"))["values"]
-        assert [(v["index"], v["data"]["value"]) for v in values] == [(1, f"u{n}")]
+        record = json.loads(handles.pop(f"88.118.8/L{n}"))
+        assert [
+            (v["index"], v["data"]["value"])
+            for v in client_view(record["values"], record["handle"])
+        ] == [(1, f"u{n}")]
+        signed(record)
     assert sorted(handles) == ["0.NA/88.118", "0.NA/88.118.8", Y]
 
 

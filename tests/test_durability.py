@@ -12,7 +12,16 @@ from typing import Any
 import aiohttp
 
 from tests import procs
-from tests.conftest import ENT8, ENT8_ADMIN, NODE_ADMIN, Server, init_node
+from tests.conftest import (
+    ENT8,
+    ENT8_ADMIN,
+    NODE_ADMIN,
+    Server,
+    assert_signed,
+    client_view,
+    init_node,
+    node_signatures,
+)
 
 WORKERS = 16
 KILL_AFTER = 40  # acknowledgements before SIGKILL
@@ -81,9 +90,16 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         for handle, expected in sorted(acked.items()):
             async with session.get(again.api(handle)) as r:
                 got = await r.json() if r.status == 200 else await r.text()
-                if r.status != 200 or [
-                    (v["index"], v["type"], v["data"]["value"]) for v in got["values"]
-                ] != [(1, "URL", expected)]:
+                # The write survives whole: the client's value and the node's signature.
+                if (
+                    r.status != 200
+                    or [
+                        (v["index"], v["type"], v["data"]["value"])
+                        for v in client_view(got["values"], handle)
+                    ]
+                    != [(1, "URL", expected)]
+                    or len(node_signatures(got["values"])) != 1
+                ):
                     lost.append((handle, r.status, got))
         assert lost == [], f"{len(lost)} of {len(acked)} acknowledged writes lost: {lost[:5]}"
 
@@ -105,7 +121,10 @@ async def get_values(server: Server, handle: str) -> list[tuple[int, str, str]]:
     async with server.session.get(server.api(handle), headers=NODE_ADMIN) as r:
         assert r.status == 200, await r.text()
         body = await r.json()
-    return [(v["index"], v["type"], v["data"]["value"]) for v in body["values"]]
+    assert_signed(body["values"], handle)  # every write left the record signed
+    return [
+        (v["index"], v["type"], v["data"]["value"]) for v in client_view(body["values"], handle)
+    ]
 
 
 async def test_100_concurrent_writers_distinct_identifiers(server: Server) -> None:

@@ -29,7 +29,9 @@ from tests.conftest import (
     JSON,
     NODE_ADMIN,
     Server,
+    assert_signed,
     basic,
+    client_view,
     init_node,
 )
 
@@ -469,7 +471,8 @@ async def test_proxy_noredirect_as_json(proxied: Server) -> None:
         body = await r.json()
     assert body["responseCode"] == 1
     assert body["handle"] == "88.118.8/P"
-    assert [v["index"] for v in body["values"]] == [1, 2, 3]
+    assert [v["index"] for v in client_view(body["values"], "88.118.8/P")] == [1, 2, 3]
+    assert_signed(body["values"], "88.118.8/P")
 
 
 async def test_proxy_unknown_handle(server: Server) -> None:
@@ -546,7 +549,8 @@ async def test_never_refuses_credentials_on_writes(strict: Server, headers: dict
 async def test_never_runs_reads_as_anonymous(strict: Server) -> None:
     status, body = await fetch(strict, "/api/handles/0.NA/88.118.8", ENT8_ADMIN)
     assert status == 200
-    assert [v["index"] for v in body["values"]] == [100]
+    assert [v["index"] for v in client_view(body["values"], PREFIX8)] == [100]
+    assert_signed(body["values"], PREFIX8)
     status, body = await fetch(strict, "/api/handles/0.NA/88.118.8?type=HS_SECKEY", ENT8_ADMIN)
     assert status == 200
     assert body == {"responseCode": 200, "values": [], "handle": PREFIX8}

@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 import yarl
 
-from tests.conftest import ENT8_ADMIN, ENT9_ADMIN, JSON, NODE_ADMIN, Server, basic
+from tests.conftest import (
+    ENT8_ADMIN,
+    ENT9_ADMIN,
+    JSON,
+    NODE_ADMIN,
+    Server,
+    assert_signed,
+    basic,
+    client_view,
+)
 
 ITEM = "88.118.8/ITEM-000042"
 PREFIX8 = "0.NA/88.118.8"
@@ -51,7 +60,8 @@ async def get_raw(server: Server, raw_path: str) -> tuple[int, Any]:
 
 
 def indexes(body: dict[str, Any]) -> list[int]:
-    return [v["index"] for v in body["values"]]
+    """The indexes of the client's values, in record order (the node's signature left out)."""
+    return [v["index"] for v in client_view(body["values"], body["handle"])]
 
 
 def no_match(handle: str) -> dict[str, Any]:
@@ -92,6 +102,7 @@ async def test_values_come_back_in_stored_order(item: Server) -> None:
     assert body["responseCode"] == 1
     assert body["handle"] == ITEM
     assert indexes(body) == [100, 1, 2]
+    assert_signed(body["values"], ITEM)  # an anonymous reader gets the node's signature too
     url = body["values"][1]
     assert list(url) == ["index", "type", "data", "ttl", "timestamp"]
     assert url["type"] == "URL"
@@ -116,6 +127,7 @@ async def test_percent_encoded_slash_is_the_same_handle(item: Server) -> None:
     assert body["responseCode"] == 1
     assert body["handle"] == ITEM
     assert indexes(body) == [100, 1, 2]
+    assert_signed(body["values"], ITEM)
 
 
 # ------------------------------------------------------------------ filters
@@ -243,7 +255,9 @@ async def test_prefix_only_path_resolves_the_prefix_handle(server: Server) -> No
     assert status == 200
     assert body["responseCode"] == 1
     assert body["handle"] == "88.118.8"
-    assert [(v["index"], v["type"]) for v in body["values"]] == [(100, "HS_ADMIN")]
+    values = client_view(body["values"], PREFIX8)
+    assert [(v["index"], v["type"]) for v in values] == [(100, "HS_ADMIN")]
+    assert_signed(body["values"], PREFIX8)
     assert body["values"][0]["data"]["value"]["handle"] == PREFIX8
 
 
@@ -326,6 +340,7 @@ async def test_anonymous_never_sees_the_secret(server: Server) -> None:
     assert body["responseCode"] == 1
     assert body["handle"] == PREFIX8
     assert indexes(body) == [100]
+    assert_signed(body["values"], PREFIX8)  # covers the public values only
     assert "ent8-secret" not in str(body)
 
 
@@ -342,6 +357,7 @@ async def test_authenticated_admin_gets_the_secret_by_default(server: Server) ->
     assert body["responseCode"] == 1
     assert body["handle"] == PREFIX8
     assert indexes(body) == [100, 300]
+    assert_signed(body["values"], PREFIX8)
     secret = body["values"][1]
     assert list(secret) == ["index", "type", "data", "permissions", "ttl", "timestamp"]
     assert secret["type"] == "HS_SECKEY"
@@ -455,7 +471,8 @@ async def test_data_formats_in_output(server: Server) -> None:
     status, got = await get(server, handle)
     assert status == 200
     assert got["responseCode"] == 1
-    values = {v["index"]: v for v in got["values"]}
+    assert_signed(got["values"], handle)
+    values = {v["index"]: v for v in client_view(got["values"], handle)}
     assert list(values) == [1, 2, 3, 4, 5, 7, 8]
     assert values[1]["data"] == {"format": "base64", "value": "3q2+7w=="}
     assert values[2]["data"] == {"format": "string", "value": "hello"}

@@ -12,7 +12,15 @@ import orjson
 import pytest
 import yarl
 
-from tests.conftest import ENT8_ADMIN, ENT9_ADMIN, JSON, Server, basic
+from tests.conftest import (
+    ENT8_ADMIN,
+    ENT9_ADMIN,
+    JSON,
+    Server,
+    assert_signed,
+    basic,
+    client_view,
+)
 
 WRITER = {**ENT8_ADMIN, **JSON}
 T1 = "88.118.8/T-1"
@@ -83,7 +91,18 @@ async def delete(
 
 
 def indexes(body: dict[str, Any]) -> list[int]:
-    return [v["index"] for v in body["values"]]
+    """The indexes of the client's values, in record order (the node's signature left out)."""
+    return [v["index"] for v in client_view(body["values"], body["handle"])]
+
+
+def client_record(body: dict[str, Any]) -> dict[str, Any]:
+    """The whole answer with the node's signature left out of its values."""
+    return {**body, "values": client_view(body["values"], body["handle"])}
+
+
+def signed(body: dict[str, Any]) -> dict[str, Any]:
+    """The record's one node signature (checked: index >= 400, covering its public values)."""
+    return assert_signed(body["values"], body["handle"])
 
 
 def by_index(body: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -127,6 +146,7 @@ async def test_create_answers_201(server: Server, query: str) -> None:
     status, got = await get(server, T1)
     assert status == 200
     assert indexes(got) == [1, 100]
+    signed(got)
     assert got["values"][0]["data"] == {"format": "string", "value": "https://example.org/t-1"}
 
 
@@ -145,6 +165,7 @@ async def test_create_keeps_body_order(server: Server) -> None:
     assert status == 201
     _, got = await get(server, T1)
     assert indexes(got) == [100, 7, 1]
+    signed(got)
 
 
 async def test_create_adds_no_admin_value(server: Server) -> None:
@@ -152,6 +173,7 @@ async def test_create_adds_no_admin_value(server: Server) -> None:
     assert status == 201
     _, got = await get(server, T1)
     assert indexes(got) == [1]
+    signed(got)
 
 
 @pytest.mark.parametrize(
@@ -184,6 +206,7 @@ async def test_overwrite_true_in_any_case_replaces(server: Server) -> None:
     assert body == ok(T1)
     _, got = await get(server, T1)
     assert indexes(got) == [1]
+    signed(got)
 
 
 # ------------------------------------------------------------------ replace
@@ -208,6 +231,7 @@ async def test_replace_is_a_diff(server: Server) -> None:
     assert values[1]["timestamp"] == stamp(t0 + 3600)
     assert values[1]["data"]["value"] == "https://example.org/changed"
     assert values[5]["timestamp"] == stamp(t0 + 3600)
+    assert signed(got)["timestamp"] == stamp(t0 + 3600)  # signed afresh at the write
 
     clock.now = t0 + 7200
     status, body = await put(server, T1, B1)
@@ -218,6 +242,7 @@ async def test_replace_is_a_diff(server: Server) -> None:
     assert values[100]["timestamp"] == stamp(t0)
     assert values[1]["timestamp"] == stamp(t0 + 7200)
     assert values[1]["data"]["value"] == "https://example.org/t-1"
+    assert signed(got)["timestamp"] == stamp(t0 + 7200)
 
 
 async def test_identical_replace_keeps_every_timestamp(server: Server) -> None:
@@ -229,7 +254,9 @@ async def test_identical_replace_keeps_every_timestamp(server: Server) -> None:
     assert status == 200
     assert body == ok(T1)
     _, after = await get(server, T1)
-    assert after == before
+    # The node signs the record again (a value of its own); every client value is untouched.
+    signed(after)
+    assert client_record(after) == client_record(before)
 
 
 async def test_replace_without_controlled_clock_restamps_no_earlier(server: Server) -> None:
@@ -250,6 +277,7 @@ async def test_replace_keeps_body_order(server: Server) -> None:
     assert status == 200
     _, got = await get(server, T1)
     assert indexes(got) == [100, 7, 1]
+    signed(got)
 
 
 # ------------------------------------------------------------------ ?index= adds
@@ -265,6 +293,8 @@ async def test_index_add_new_value_answers_201(server: Server) -> None:
     assert body == ok(T1)
     _, got = await get(server, T1)
     assert by_index(got)[2]["data"]["value"] == "a@example.org"
+    assert indexes(got) == [1, 2, 100]
+    signed(got)
 
 
 async def test_index_add_existing_value_answers_200(server: Server) -> None:
@@ -296,6 +326,7 @@ async def test_index_replace_with_overwrite(server: Server) -> None:
     assert body == ok(T1)
     _, got = await get(server, T1)
     assert by_index(got)[2]["data"]["value"] == "b@example.org"
+    signed(got)
 
 
 async def test_index_add_mixing_new_and_existing_answers_200(server: Server) -> None:
@@ -307,6 +338,7 @@ async def test_index_add_mixing_new_and_existing_answers_200(server: Server) -> 
     assert body == ok(T1)
     _, got = await get(server, T1)
     assert indexes(got) == [1, 2, 6, 100]
+    signed(got)
 
 
 async def test_index_various(server: Server) -> None:
@@ -326,6 +358,7 @@ async def test_index_add_resorts_the_record(server: Server) -> None:
     assert status == 201
     _, got = await get(server, T1)
     assert indexes(got) == [1, 3, 5, 100]
+    signed(got)
 
 
 async def test_index_mismatch(server: Server) -> None:
@@ -367,6 +400,7 @@ async def test_body_forms(server: Server, body: Any) -> None:
     assert answer == ok(T1)
     _, got = await get(server, T1)
     assert indexes(got) == [1]
+    signed(got)
     assert got["values"][0]["type"] == "URL"
     assert got["values"][0]["data"] == {"format": "string", "value": "https://example.org/t-1"}
 
@@ -661,6 +695,7 @@ async def test_delete_one_value_keeps_order(server: Server) -> None:
     assert answer == ok(T1)
     _, got = await get(server, T1)
     assert indexes(got) == [100, 1]
+    signed(got)
 
 
 async def test_delete_missing_index(server: Server) -> None:

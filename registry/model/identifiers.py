@@ -7,6 +7,7 @@ by key; answers echo the identifier as the client wrote it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from registry.errors import InvalidHandle
@@ -14,6 +15,11 @@ from registry.errors import InvalidHandle
 NA_PREFIX = "0.NA"
 MAX_HANDLE_BYTES = 2048
 MAX_PREFIX_BYTES = 255
+
+
+# Regexes, not per-character Python loops: parse() runs on every resolution.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def handle_key(handle: str) -> str:
@@ -62,7 +68,7 @@ def parse(text: str) -> Identifier:
     if not prefix:
         raise InvalidHandle("Handle has an empty prefix")
     check_prefix(prefix)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if _CONTROL.search(text):
         raise InvalidHandle("Handle contains control characters")
     return Identifier(text=text, prefix=prefix, local=local, key=handle_key(text))
 
@@ -75,9 +81,9 @@ def check_prefix(prefix: str) -> str:
         raise InvalidHandle("A prefix contains no '/'")
     if len(prefix.encode("utf-8")) > MAX_PREFIX_BYTES:
         raise InvalidHandle(f"Prefix longer than {MAX_PREFIX_BYTES} bytes")
-    if any(not label for label in prefix.split(".")):
+    if prefix[0] == "." or prefix[-1] == "." or ".." in prefix:
         raise InvalidHandle(f"Prefix {prefix!r} has an empty label")
-    if any(c.isspace() or ord(c) < 0x20 for c in prefix):
+    if _SPACE.search(prefix):
         raise InvalidHandle("Prefix contains whitespace or control characters")
     return prefix
 
