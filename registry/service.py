@@ -90,6 +90,7 @@ class Registry:
         self.signer = signer
         self.sealer = sealer
         self.homed_keys = tuple(handle_key(p) for p in homed)
+        self._homed: dict[str, bool] = {}
         self.clock = clock
         self.write_hooks: list[WriteHook] = [records.invalidate]
         self.authenticator = Authenticator(store, sealer, self._record)
@@ -98,7 +99,12 @@ class Registry:
 
     def is_homed(self, ident: Identifier) -> bool:
         key = handle_key(served_prefix(ident)) if ident.is_prefix_handle else ident.prefix_key
-        return any(is_within(key, h) for h in self.homed_keys)
+        homed = self._homed.get(key)
+        if homed is None:  # a bounded memo: this runs on every resolution
+            if len(self._homed) > 10_000:
+                self._homed.clear()
+            homed = self._homed[key] = any(is_within(key, h) for h in self.homed_keys)
+        return homed
 
     def require_homed(self, ident: Identifier) -> None:
         if not self.is_homed(ident):

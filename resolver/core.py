@@ -8,6 +8,7 @@ registry reads it asks for, and raises :class:`registry.errors.HandleError` for 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from registry import authz
 from registry.authz import Principal
@@ -66,6 +67,11 @@ def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> b
     return False
 
 
+# Parsing is pure and resolution repeats identifiers: a bounded memo keeps it off the hot
+# path (invalid identifiers raise, and exceptions are not memoised).
+_parse = lru_cache(maxsize=65_536)(parse)
+
+
 class Resolver:
     """Resolves identifiers of the node's homed prefixes."""
 
@@ -85,7 +91,7 @@ class Resolver:
             if not self.registry.is_homed(ident):
                 raise HandleNotFound()
             return ident
-        return parse(text)
+        return _parse(text)
 
     async def resolve(self, query: Query) -> Answer:
         ident = self.identify(query.handle)

@@ -36,15 +36,8 @@ class Identifier:
     prefix: str
     local: str
     key: str
-
-    @property
-    def prefix_key(self) -> str:
-        return self.key.split("/", 1)[0]
-
-    @property
-    def is_prefix_handle(self) -> bool:
-        """True for ``0.NA/<prefix>``, the record that describes a prefix."""
-        return self.prefix_key == NA_PREFIX
+    prefix_key: str  # the prefix as matched (ASCII upper case)
+    is_prefix_handle: bool  # ``0.NA/<prefix>``, the record that describes a prefix
 
     @property
     def na_handle(self) -> str:
@@ -70,7 +63,9 @@ def parse(text: str) -> Identifier:
     check_prefix(prefix)
     if _CONTROL.search(text):
         raise InvalidHandle("Handle contains control characters")
-    return Identifier(text=text, prefix=prefix, local=local, key=handle_key(text))
+    key = handle_key(text)
+    prefix_key = key.partition("/")[0]
+    return Identifier(text, prefix, local, key, prefix_key, prefix_key == NA_PREFIX)
 
 
 def check_prefix(prefix: str) -> str:

@@ -37,6 +37,8 @@ def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
     """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
     raw = request.raw_path.split("?", 1)[0]
     rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
+    if "%" not in rest:
+        return rest
     try:
         return unquote_to_bytes(rest).decode("utf-8")
     except UnicodeDecodeError:
@@ -98,19 +100,20 @@ async def get_handle(request: web.Request) -> web.Response:
     node = request.app[NODE]
     handle = path_handle(request)
     request[ECHO] = handle
-    q = request.query
-    indexes, _ = params.indexes(q)
-    who = await principal(request, node, required=False)
-    answer = await node.resolver.resolve(
-        Query(
+    if not request.query_string and "Authorization" not in request.headers:
+        query = Query(handle)  # the common case: no query string to parse, no caller
+    else:
+        q = request.query
+        indexes, _ = params.indexes(q)
+        query = Query(
             handle,
             indexes,
             params.types(q),
             authoritative=bool(params.flag(q, "auth")),
             public_only=params.flag(q, "publicOnly"),
-            who=who,
+            who=await principal(request, node, required=False),
         )
-    )
+    answer = await node.resolver.resolve(query)
     if not answer.values:
         return json_response({"responseCode": 200, "values": [], "handle": handle})
     if answer.whole and answer.entry is not None:
