@@ -103,7 +103,9 @@ class RedisTier:
         if not self.breaker.allow():
             return None
         try:
-            result = await asyncio.wait_for(op(), self.timeout)
+            # asyncio.timeout, not wait_for: no extra task per call on the hot path.
+            async with asyncio.timeout(self.timeout):
+                result = await op()
         except (RedisError, OSError, TimeoutError) as exc:
             self.stats.redis_errors += 1
             self.breaker.failure(exc)
