@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= demo-data
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench
 
 $(BIN)/idnode: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "idnode needs Python 3.11 or newer")'
@@ -28,6 +28,11 @@ lint: $(BIN)/idnode
 # Set up and run the whole test suite (lint and types included).
 test: lint
 	$(BIN)/pytest -q
+
+# Set up and run the full benchmark (README "Benchmarks"); registries are built once and
+# cached in bench/.data/. Writes bench/results/ and prints where the summary is.
+bench: $(BIN)/idnode
+	$(BIN)/idnode bench --out bench/results
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from bench.cli import add_subcommand as add_bench_subcommand
 from registry.bootstrap import new_secret, prefix_values
 from registry.errors import HandleError
 from registry.model.identifiers import check_prefix, parse, prefix_handle
 from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
 from registry.secrets import Sealer
-from resolver import __version__
+from resolver import __version__, keycmds
 from resolver.config import Config, ConfigError, load, write_initial
 from resolver.core import Query
 from resolver.http.api import values_from_body
@@ -72,15 +73,21 @@ async def cmd_init(args: argparse.Namespace) -> int:
     check_prefix(args.prefix)
     _create_data_dir(data, args.prefix, args.name or f"idnode {args.prefix}")
     secret = args.admin_secret or new_secret()
-    node = await Node.open(load(data))
+    node = await Node.open(load(data, {"signing_alg": args.signing_alg}))
     try:
         await node.registry.import_records(
             [(parse(prefix_handle(args.prefix)), prefix_values(args.prefix, secret))]
         )
+        await node.ensure_keys_published()
+        root = node.keyring.key(0)
     finally:
         await node.close()
     print(f"Initialised node for prefix {args.prefix} in {data}")
     print(f"Node admin identity: 300:{prefix_handle(args.prefix)}")
+    print(
+        f"Signing keys ({root.alg}) in {data / 'keys'}; trust root {root.kid} "
+        "('idnode keys show' prints it for clients)"
+    )
     if not args.admin_secret:
         print(f"Node admin secret (shown once, keep it safe): {secret}")
     return 0
@@ -283,6 +290,11 @@ def parser() -> argparse.ArgumentParser:
         "--admin-secret", help="the node admin's secret (default: generate and print it once)"
     )
     p.add_argument("--name", help="a name for the node (shown on its pages)")
+    p.add_argument(
+        "--signing-alg",
+        choices=("EdDSA", "ES256", "RS256"),
+        help="algorithm of the node's signing keys (default EdDSA; see README)",
+    )
     p.set_defaults(fn=cmd_init)
 
     p = sub.add_parser(
@@ -399,6 +411,9 @@ def parser() -> argparse.ArgumentParser:
     )
     _data_arg(p)
     p.set_defaults(fn=cmd_demo)
+
+    keycmds.add_parsers(sub, _data_arg)
+    add_bench_subcommand(sub)  # `idnode bench`: the benchmark harness (bench/)
     return root
 
 
@@ -419,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `idnode export | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

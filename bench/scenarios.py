@@ -1,0 +1,135 @@
+"""The scenario table: what each scenario serves, with which settings and keys, at which
+registry sizes. Later capabilities (signed import, native UDP/TCP, DNS) add rows here and,
+for a new kind of run, a handler in :mod:`bench.runner`.
+
+Every HTTP scenario runs the same method: a closed-loop run for the maximum, then open-loop
+runs at fixed fractions of it for latency (see :mod:`bench.loadgen`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["ceiling", "http", "import"]
+Keys = Literal["hot", "cold"]
+Redis = Literal["none", "up", "down"]
+Sizes = Literal["none", "all", "ends", "largest"]
+
+NO_LOCAL_TIER = {"IDNODE_CACHE_ENTRIES": "0"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    what: str
+    kind: Kind = "http"
+    keys: Keys = "hot"
+    env: Mapping[str, str] = field(default_factory=dict)  # IDNODE_* settings of the server
+    redis: Redis = "none"
+    write_fraction: float = 0.0
+    workers: int = 1
+    sizes: Sizes = "largest"  # which of the run's registry sizes it is measured at
+    # Passes over the whole key set before measuring, so the cache tier it measures is full
+    # (workers each have their own tier and get a random share of each pass: several).
+    prime: int = 0
+    smoke: bool = False  # part of the seconds-long smoke run
+
+    def sizes_of(self, sizes: list[int]) -> list[int | None]:
+        """The registry sizes this scenario runs at (None: it needs no registry)."""
+        ordered = sorted(sizes)
+        if self.sizes == "none" or not ordered:
+            return [None]
+        chosen: list[int | None] = []
+        if self.sizes == "all":
+            chosen.extend(ordered)
+        elif self.sizes == "ends":
+            chosen.extend(sorted({ordered[0], ordered[-1]}))
+        else:
+            chosen.append(ordered[-1])
+        return chosen
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "ceiling",
+        "ceiling (bare aiohttp)",
+        "a fixed resolution-sized body from a bare aiohttp handler: the reference",
+        kind="ceiling",
+        sizes="none",
+        smoke=True,
+    ),
+    Scenario(
+        "hot",
+        "HTTP hot",
+        "10,000 identifiers read over and over: served from the in-process tier",
+        keys="hot",
+        sizes="ends",
+        prime=1,
+        smoke=True,
+    ),
+    Scenario(
+        "warm",
+        "HTTP warm",
+        "the hot keys with the in-process tier off (cache_entries=0): served from Redis",
+        env=NO_LOCAL_TIER,
+        redis="up",
+        prime=1,
+    ),
+    Scenario(
+        "cold",
+        "HTTP cold",
+        "50,000 keys spread over the registry, no cache tier: every read hits the store",
+        keys="cold",
+        env=NO_LOCAL_TIER,
+        sizes="all",
+    ),
+    Scenario(
+        "redis-down",
+        "HTTP, Redis down",
+        "warm's settings with Redis unreachable: the breaker sends reads to the store",
+        env=NO_LOCAL_TIER,
+        redis="down",
+    ),
+    Scenario(
+        "mixed",
+        "HTTP 95% read / 5% write",
+        "hot reads plus the enterprise admin's authenticated PUTs (each invalidates)",
+        write_fraction=0.05,
+        prime=1,
+    ),
+    Scenario(
+        "workers-2",
+        "HTTP hot, 2 workers",
+        "the hot scenario served by --workers 2 (SO_REUSEPORT)",
+        workers=2,
+        prime=4,
+    ),
+    Scenario(
+        "import",
+        "bulk import",
+        "idnode import of a JSON Lines file into a fresh embedded store",
+        kind="import",
+        sizes="none",
+        smoke=True,
+    ),
+)
+
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def select(names: list[str] | None, smoke: bool) -> list[Scenario]:
+    """The chosen scenarios in table order; the ceiling is always measured first, because
+    every HTTP figure is reported as a ratio to it."""
+    if names is None:
+        chosen = {s.name for s in SCENARIOS if s.smoke or not smoke}
+    else:
+        unknown = sorted(set(names) - BY_NAME.keys())
+        if unknown:
+            raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; see --list")
+        chosen = set(names)
+    if any(BY_NAME[n].kind == "http" for n in chosen):
+        chosen.add("ceiling")
+    return [s for s in SCENARIOS if s.name in chosen]

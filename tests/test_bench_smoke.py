@@ -1,0 +1,86 @@
+"""The benchmark's smoke mode, so the harness cannot rot: a seconds-long run of the ceiling,
+the hot scenario and the bulk import must write the whole report (JSON, Markdown, PNG)
+with positive figures. Speed is never asserted here: the full run judges it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.cli import parse_size
+from bench.scenarios import SCENARIOS, select
+from bench.stats import latency_summary, percentile, spread
+from tests.procs import ROOT, clean_env
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoke_run_writes_the_whole_report(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = ["--smoke", "--no-progress", "--out", str(out), "--data-root", str(tmp_path / "data")]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"report: {out}/summary.md" in done.stdout
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["mode"] == "smoke"
+    assert results["answer_bytes"] > 0
+    by_name = {inst["scenario"]: inst for inst in results["instances"]}
+    assert set(by_name) == {"ceiling", "hot", "import"}
+    for inst in results["instances"]:
+        assert inst["error"] is None, inst["error"]
+        assert inst["runs"], inst["scenario"]
+        for run in inst["runs"]:
+            assert run["rps"] > 0
+    hot = by_name["hot"]
+    assert {run["load"] for run in hot["runs"]} == {None, 0.8}
+    fixed = next(run for run in hot["runs"] if run["load"] == 0.8)
+    assert fixed["mode"] == "open" and fixed["generator"] == "own"
+    assert fixed["latency_ms"]["p99"] > 0 and fixed["send_lag_ms"]["count"] > 0
+    assert all(mb > 0 for mb in hot["peak_rss_mb"][0])
+    assert hot["metrics"][0]["local_hits_total"] > 0  # the hot tier really served it
+
+    summary = {s["scenario"]: s for s in results["summary"]}
+    assert summary["ceiling"]["ratio"] == 1.0
+    assert summary["hot"]["rps"]["median"] > 0 and summary["hot"]["ratio"] > 0
+    assert summary["hot"]["open"]["0.8"]["p99"]["median"] > 0
+    assert summary["import"]["rps"]["median"] > 0
+    targets = {t["id"]: t for t in results["targets"]}
+    assert {"hot", "hot_p99", "warm", "cold", "scaling", "import", "workers", "rss"} <= set(targets)
+    assert all(t["status"] in ("PASS", "MISS", "N/A") for t in targets.values())
+    assert targets["warm"]["status"] == "N/A"  # not run in smoke mode: said, not hidden
+    assert "verdict" in results["generator_check"]
+
+    md = (out / "summary.md").read_text()
+    assert "| target | goal | measured | status |" in md and "| hot | 2 k |" in md
+    for chart in results["charts"]:
+        assert (out / chart).read_bytes().startswith(PNG)
+    assert len(results["charts"]) == 3
+
+
+def test_scenario_selection_always_includes_the_ceiling() -> None:
+    assert [s.name for s in select(["cold"], smoke=False)] == ["ceiling", "cold"]
+    assert [s.name for s in select(None, smoke=True)] == ["ceiling", "hot", "import"]
+    assert len(select(None, smoke=False)) == len(SCENARIOS)
+    cold = next(s for s in SCENARIOS if s.name == "cold")
+    assert cold.sizes_of([1_000_000, 10_000]) == [10_000, 1_000_000]
+
+
+def test_sizes_and_statistics() -> None:
+    assert parse_size("10k") == 10_000 and parse_size("1M") == 1_000_000
+    assert parse_size("2500") == 2_500
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 99) == 4.0
+    assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3.0}
+    lat = latency_summary([0.001, 0.002, 0.003])
+    assert lat["p50"] == 2.0 and lat["max"] == 3.0
