@@ -18,7 +18,6 @@ from resolver.node import Node
 from resolver.verification import (
     VerifyError,
     http_fetch,
-    jwk_of,
     load_trust_root,
     local_fetch,
     verify_with,
@@ -99,8 +98,8 @@ def _print_report(handle: str, report: Report) -> None:
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
-    roots = [load_trust_root(Path(p)) for p in args.trust_root or ()]
     try:
+        roots = [load_trust_root(Path(p)) for p in args.trust_root or ()]
         if args.server:
             if not roots:
                 raise ConfigError(
@@ -178,6 +177,3 @@ def add_parsers(sub: Any, data_arg: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(fn=cmd_verify)
-
-
-__all__ = ["add_parsers", "jwk_of"]

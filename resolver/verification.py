@@ -59,7 +59,10 @@ def jwk_of(public: Any) -> dict[str, Any]:
 
 def load_trust_root(path: Path) -> dict[str, Any]:
     """A trust root from a JWK (JSON) or a PEM public key file."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise VerifyError(f"{path}: {exc.strerror}") from None
     try:
         if raw.lstrip().startswith(b"{"):
             jwk = json.loads(raw)

@@ -313,3 +313,21 @@ async def test_rotation_under_concurrent_resolution(tmp_path: Path) -> None:
             assert r.status == 201
         report = await verify_with(fetch, "88.118.8/AFTER", roots)
         assert report.ok and report.signatures[0].issuer == "602:0.NA/88.118"
+
+
+async def test_verify_command_bad_inputs(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    await init_node(data)
+    for args, message in [
+        (["--trust-root", str(tmp_path / "missing.jwk")], "No such file"),
+        (["--server", "http://127.0.0.1:9"], "--trust-root"),
+    ]:
+        done = await asyncio.to_thread(cli, "verify", "88.118.8/X", "--data", data, *args)
+        assert done.returncode in (1, 2) and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    garbage = tmp_path / "garbage.jwk"
+    garbage.write_text("not a key")
+    done = await asyncio.to_thread(
+        cli, "verify", "0.NA/88.118", "--data", data, "--trust-root", str(garbage)
+    )
+    assert done.returncode == 1 and "not a JWK or PEM" in done.stderr
