@@ -437,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `idnode export | head`: the reader left, nothing to say
         sys.stderr.close()
         return 141
+    except OSError as exc:  # a file that cannot be read or written, a port already taken
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"idnode: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -463,3 +463,16 @@ def test_help_for_every_command() -> None:
         if result.returncode != 0 or not result.stdout.startswith(usage) or result.stderr:
             problems[usage] = (result.returncode, result.stdout[:80], result.stderr[:200])
     assert problems == {}
+
+
+def test_unreadable_and_unwritable_files_are_clear_errors(node8: Path, tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.jsonl")
+    results = run_all(
+        [
+            ["put", "88.118.8/F", "--json", missing, "--data", node8],
+            ["import", missing, "--data", node8],
+            ["export", "-o", str(tmp_path / "no" / "dir.jsonl"), "--data", node8],
+        ]
+    )
+    for result in results:
+        assert "No such file or directory" in fails(result)
