@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
 from aiohttp import web
+
+from resolver.server import run_until_signalled
 
 JSON_HEADERS = {"Content-Type": "application/json"}  # what idnode's hot path sends
 
@@ -35,18 +36,7 @@ async def serve(host: str, port: int, body: bytes) -> None:
     runner = web.AppRunner(make_app(body), access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
-        h, p = sock.getsockname()[:2]
-        print(f"ceiling listening on http://{h}:{p}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await run_until_signalled(runner, site, "ceiling")  # the same serving loop as idnode's
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
 from registry.secrets import Sealer
 from resolver import __version__, keycmds
+from resolver.cliutil import data_dir, opened_node
 from resolver.config import Config, ConfigError, load, write_initial
 from resolver.core import Query
 from resolver.http.api import values_from_body
@@ -33,23 +34,13 @@ from resolver.transfer import export_records, import_lines
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    raw = args.data or os.environ.get("IDNODE_DATA")
-    if not raw:
-        raise ConfigError("give the data directory with --data DIR (or IDNODE_DATA)")
-    return Path(raw)
-
-
 def _config(args: argparse.Namespace, **flags: Any) -> Config:
-    return load(_data_dir(args), flags)
+    return load(data_dir(args), flags)
 
 
 async def _with_node(args: argparse.Namespace, fn: Callable[[Node], Awaitable[int]]) -> int:
-    node = await Node.open(_config(args))
-    try:
+    async with opened_node(args) as node:
         return await fn(node)
-    finally:
-        await node.close()
 
 
 def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
@@ -69,7 +60,7 @@ def _create_data_dir(data: Path, prefix: str, name: str) -> None:
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
-    data = _data_dir(args)
+    data = data_dir(args)
     check_prefix(args.prefix)
     _create_data_dir(data, args.prefix, args.name or f"idnode {args.prefix}")
     secret = args.admin_secret or new_secret()
@@ -259,7 +250,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from resolver.demo import make_demo
 
-    return await make_demo(_data_dir(args))
+    return await make_demo(data_dir(args))
 
 
 # ------------------------------------------------------------------ parser

@@ -13,8 +13,8 @@ import aiohttp
 
 from registry.rotation import rotate
 from registry.signing.verify import Report
-from resolver.config import ConfigError, load
-from resolver.node import Node
+from resolver.cliutil import opened_node
+from resolver.config import ConfigError
 from resolver.verification import (
     VerifyError,
     http_fetch,
@@ -24,15 +24,8 @@ from resolver.verification import (
 )
 
 
-def _data(args: argparse.Namespace) -> Path:
-    from resolver.cli import _data_dir
-
-    return _data_dir(args)
-
-
 async def cmd_keys_show(args: argparse.Namespace) -> int:
-    node = await Node.open(load(_data(args)))
-    try:
+    async with opened_node(args) as node:
         ring = node.keyring
         state = ring.load_state()
         root = ring.key(0)
@@ -52,13 +45,10 @@ async def cmd_keys_show(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2))
         return 0
-    finally:
-        await node.close()
 
 
 async def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    node = await Node.open(load(_data(args)))
-    try:
+    async with opened_node(args) as node:
         report = await rotate(
             node.registry,
             node.keyring,
@@ -67,8 +57,6 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             validity=node.config.signature_validity,
         )
-    finally:
-        await node.close()
     how = "resumed and finished" if report.resumed else "done"
     print(
         f"rotation {how}: signing with {node.keyring.identity(report.new_key)}; "
@@ -109,13 +97,10 @@ async def cmd_verify(args: argparse.Namespace) -> int:
             async with aiohttp.ClientSession() as session:
                 report = await verify_with(http_fetch(session, args.server), args.handle, roots)
         else:
-            node = await Node.open(load(_data(args)))
-            try:
+            async with opened_node(args) as node:
                 if not roots:  # verifying our own node: its root is the anchor
                     roots = [node.keyring.key(0).public_jwk()]
                 report = await verify_with(local_fetch(node), args.handle, roots)
-            finally:
-                await node.close()
     except VerifyError as exc:
         print(f"idnode: {exc}", file=sys.stderr)
         return 1

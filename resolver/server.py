@@ -41,17 +41,23 @@ async def serve_async(
         reuse_port=reuse_port,
         backlog=1024,
     )
-    await site.start()
-    scheme = "https" if ctx else "http"
-    for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
-        host, port = sock.getsockname()[:2]
-        # Tests and scripts read this line to find the port when serving on port 0.
-        print(f"idnode listening on {scheme}://{host}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    await run_until_signalled(runner, site, "idnode", "https" if ctx else "http")
+
+
+async def run_until_signalled(
+    runner: web.AppRunner, site: web.TCPSite, label: str, scheme: str = "http"
+) -> None:
+    """Announce ``site``'s address and serve until SIGINT/SIGTERM, then clean up."""
     try:
+        await site.start()
+        for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
+            host, port = sock.getsockname()[:2]
+            # Tests and scripts read this line to find the port when serving on port 0.
+            print(f"{label} listening on {scheme}://{host}:{port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         await runner.cleanup()
