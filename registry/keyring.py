@@ -66,7 +66,6 @@ class Keyring:
         self.prefixes = tuple(prefixes)
         self.handle = prefix_handle(self.prefixes[0])
         self.passphrase = passphrase
-        self.state: KeyState | None = None
 
     # ------------------------------------------------------------------ identities
 
@@ -105,10 +104,7 @@ class Keyring:
     def load_state(self) -> KeyState:
         path = self.dir / STATE
         raw = json.loads(path.read_text("utf-8"))
-        self.state = KeyState(
-            raw["alg"], raw["current"], raw.get("retired", []), raw.get("rotation")
-        )
-        return self.state
+        return KeyState(raw["alg"], raw["current"], raw.get("retired", []), raw.get("rotation"))
 
     def save_state(self, state: KeyState) -> None:
         path = self.dir / STATE
@@ -118,7 +114,6 @@ class Keyring:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        self.state = state
 
     def version(self) -> tuple[int, int, int]:
         """Changes whenever the state file is rewritten (by any process): one ``stat``.
