@@ -1,0 +1,1 @@
+"""The mock national top-level node: prefix records, onboarding, the intake API."""
