@@ -157,3 +157,18 @@ class Throttled(ServerBusy):
             f"Too many failed authentication attempts; retry in {retry_after} s", http=429
         )
         self.retry_after = retry_after
+
+
+class RecursionTooHigh(HandleError):
+    """Forwarding a query would exceed the hop limit, or it came back to this node."""
+
+    response_code = RC_RECURSION_COUNT_TOO_HIGH
+    default_message = "Recursion count too high"
+
+
+class RemoteError(HandleError):
+    """An error answered by the node a query was forwarded to, passed on with its code."""
+
+    def __init__(self, response_code: int, message: str | None, *, http: int | None = None):
+        self.response_code = response_code
+        super().__init__(message, http=http)

@@ -33,6 +33,7 @@ from registry.signing.keys import SigningKey
 
 KEYS_DIR = "keys"
 STATE = "state.json"
+ROOT_CERT = "root-cert.jws"  # the root's certificate as issued by the top-level node
 ROOT_INDEX = 600
 CERT_OFFSET = 100  # HS_CERT of identity 600+n lives at 700+n
 ROOT_VALIDITY = 10 * 365 * 86400
@@ -124,6 +125,25 @@ class Keyring:
             return (-1, -1, -1)
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def registered_root_cert(self) -> str | None:
+        """The top-level-issued certificate of the root key, once the node is registered."""
+        try:
+            return (self.dir / ROOT_CERT).read_text("utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def set_root_cert(self, cert: str) -> None:
+        """Keep the certificate the top-level issued for the root key (replaces the
+        self-issued one in the published values)."""
+        with self.locked():
+            path = self.dir / ROOT_CERT
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(cert)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
     def key(self, n: int) -> SigningKey:
         return SigningKey.load(self._path(n), self.passphrase)
 
@@ -156,15 +176,25 @@ class Keyring:
     def published_values(self, now: int, ns: list[int]) -> list[Value]:
         """HS_PUBKEY and HS_CERT values for the root and the signing keys ``ns``."""
         root = self.key(0)
+        registered = self.registered_root_cert()
         out: list[Value] = []
         for n in [0, *ns]:
             key = root if n == 0 else self.key(n)
             jwk = key.public_jwk()
             out.append(Value(ROOT_INDEX + n, HS_PUBKEY, pubkey_from_jwk(jwk)))
             validity = ROOT_VALIDITY if n == 0 else CERT_VALIDITY
-            cert = issue_cert(
-                self.root_identity, root, self.identity(n), jwk, self.cert_perms(n), now, validity
-            )
+            if n == 0 and registered:
+                cert = registered
+            else:
+                cert = issue_cert(
+                    self.root_identity,
+                    root,
+                    self.identity(n),
+                    jwk,
+                    self.cert_perms(n),
+                    now,
+                    validity,
+                )
             out.append(Value(ROOT_INDEX + CERT_OFFSET + n, HS_CERT, cert.encode("utf-8")))
         return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from registry import authz
 from registry.auth import Authenticator
@@ -34,11 +35,14 @@ from registry.model.identifiers import (
     served_prefix,
 )
 from registry.model.values import HS_ADMIN, HS_SECKEY, MAX_VALUES, Value, type_key
+from registry.reporting import reports_for
 from registry.secrets import Sealer
 from registry.signer import RecordSigner
-from registry.store.base import Change, Delete, Put, Record, Store
+from registry.store.base import Change, Delete, Mutation, Put, Record, Store
 
 WriteHook = Callable[[Sequence[str]], Awaitable[None]]
+R = TypeVar("R")
+STATS_SECONDS = 300  # default statistics interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +88,10 @@ class Registry:
         records: RecordCache,
         clock: Callable[[], float] = time.time,
         signer: RecordSigner | None = None,
+        stats_seconds: int = STATS_SECONDS,
     ) -> None:
         self.store = store
+        self.stats_seconds = stats_seconds
         self.records = records
         self.signer = signer
         self.sealer = sealer
@@ -189,6 +195,17 @@ class Registry:
             return None
         return await self.authenticator.with_groups(who, await self.authority(ident))
 
+    async def _transact(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
+        """``store.transact`` with the write's reports (outbox items, statistics) added to
+        its changes, so they commit or roll back together."""
+
+        def reported(records: Mapping[str, Record]) -> tuple[Sequence[Change], R]:
+            changes, result = mutation(records)
+            extra = reports_for(records, changes, self.homed_keys, self._now(), self.stats_seconds)
+            return [*changes, *extra], result
+
+        return await self.store.transact(keys, reported)
+
     async def _notify(self, keys: Sequence[str]) -> None:
         for hook in self.write_hooks:
             await hook(keys)
@@ -237,7 +254,7 @@ class Registry:
             record = Record(existing.handle, self._seal(existing.handle, new, now))
             return [Put(ident.key, record)], WriteResult(ident.text, False)
 
-        result = await self.store.transact(authz.authority_keys(ident), mutate)
+        result = await self._transact(authz.authority_keys(ident), mutate)
         await self._notify([ident.key])
         return result
 
@@ -282,7 +299,7 @@ class Registry:
                 ident.text, created
             )
 
-        result = await self.store.transact(authz.authority_keys(ident), mutate)
+        result = await self._transact(authz.authority_keys(ident), mutate)
         await self._notify([ident.key])
         return result
 
@@ -297,7 +314,7 @@ class Registry:
             self._check(ident, records, who, adm.DELETE_HANDLE)
             return [Delete(ident.key)], None
 
-        await self.store.transact(authz.authority_keys(ident), mutate)
+        await self._transact(authz.authority_keys(ident), mutate)
         await self._notify([ident.key])
 
     async def delete_values(
@@ -328,7 +345,7 @@ class Registry:
             sealed = self._seal(existing.handle, kept, now)
             return [Put(ident.key, Record(existing.handle, sealed))], None
 
-        await self.store.transact(authz.authority_keys(ident), mutate)
+        await self._transact(authz.authority_keys(ident), mutate)
         await self._notify([ident.key])
 
     async def import_records(
@@ -379,7 +396,7 @@ class Registry:
                 changes.append(Put(ident.key, record))
             return changes, ImportResult(created, replaced, unchanged)
 
-        result = await self.store.transact(sorted(keys), mutate)
+        result = await self._transact(sorted(keys), mutate)
         await self._notify([ident.key for ident, _ in items])
         return result
 

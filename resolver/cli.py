@@ -30,6 +30,7 @@ from resolver.core import Query
 from resolver.http.api import values_from_body
 from resolver.node import Node
 from resolver.transfer import export_records, import_lines
+from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
@@ -405,6 +406,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_demo)
 
     keycmds.add_parsers(sub, _data_arg)
+    sync_cli.add_parsers(sub, _data_arg)  # `idnode sync`: register, status (sync/)
     toplevel_cli.add_parsers(sub)  # `idnode toplevel`: the mock top-level node (sync/)
     add_bench_subcommand(sub)  # `idnode bench`: the benchmark harness (bench/)
     return root

@@ -43,11 +43,29 @@ class Config:
     signing_alg: str = "EdDSA"  # for keys made by init/rotate: EdDSA, ES256 or RS256
     signature_validity: int = 400 * 86400  # seconds a record signature stays valid
     key_passphrase: str | None = None  # encrypts the key files (prefer the environment)
+    public_url: str | None = None  # the URL others reach this node at (None: from ``http``)
+    recursion: bool = True  # resolve other nodes' prefixes for clients (else refer them)
+    max_hops: int = 4  # how many times a query may be forwarded between nodes
+    stats_interval: int = 300  # seconds per statistics interval reported to the top-level
+    heartbeat_interval: float = 60.0  # seconds between heartbeats to the top-level
+    sync_poll: float = 1.0  # seconds between outbox checks (local writes wake it at once)
+    sync_retry_max: float = 60.0  # longest wait between retries when the top-level fails
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def store_path(self) -> Path:
         return self.data_dir / STORE_FILE
+
+    @property
+    def base_url(self) -> str:
+        """Where this node's HTTP API is reached, as published to the top-level."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = split_hostport(self.http)
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        host = f"[{host}]" if ":" in host else host
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{port}"
 
     @property
     def http_host(self) -> str:
@@ -73,7 +91,19 @@ def _coerce(name: str, raw: Any) -> Any:
         if name == "prefixes":
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             return tuple(p.strip() for p in items if p.strip())
-        if name in ("workers", "max_body"):
+        if name == "recursion":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
+                raise ConfigError("recursion must be true or false")
+            return text in ("true", "on", "yes", "1")
+        if name == "public_url":
+            text = str(raw).strip()
+            if text and not text.startswith(("http://", "https://")):
+                raise ConfigError("public_url must start with http:// or https://")
+            return text or None
+        if name in ("workers", "max_body", "max_hops", "stats_interval"):
             value = int(raw)
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -87,6 +117,11 @@ def _coerce(name: str, raw: Any) -> Any:
             number = float(raw)
             if not number >= 0:
                 raise ConfigError(f"{name} must not be negative")
+            return number
+        if name in ("heartbeat_interval", "sync_poll", "sync_retry_max"):
+            number = float(raw)
+            if not number > 0:
+                raise ConfigError(f"{name} must be positive")
             return number
         if name == "signing_alg" and raw not in SIGNING_ALGS:
             raise ConfigError(f"signing_alg must be one of {', '.join(SIGNING_ALGS)}")

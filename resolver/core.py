@@ -18,11 +18,13 @@ from registry.errors import (
     HandleNotFound,
     InsufficientPermissions,
     InvalidHandle,
+    NotResponsible,
 )
 from registry.model import admin as adm
-from registry.model.identifiers import Identifier, parse, prefix_handle
+from registry.model.identifiers import NA_PREFIX, Identifier, parse, prefix_handle
 from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
 from registry.service import Registry
+from sync.routing import Home, Remote
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ class Query:
     authoritative: bool = False  # bypass every cache (auth=true)
     public_only: bool | None = None  # None: public only for anonymous callers
     who: Principal | None = None
+    hops: int = 0  # forwarded this many times already (cross-node resolution)
+    via: tuple[str, ...] = ()  # ids of the nodes that forwarded it
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,12 @@ class Answer:
     values: tuple[Value, ...]
     entry: CacheEntry | None = None
     whole: bool = False
+    # Answers from other nodes: whether the signatures verified up to the top-level root
+    # (None: a local answer), and why not; ``referral`` names the prefix record to follow
+    # instead (recursion off; ``values`` are then its HS_SITE values).
+    verified: bool | None = None
+    unverified_reason: str | None = None
+    referral: str | None = None
 
 
 def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> bool:
@@ -73,10 +83,15 @@ _parse = lru_cache(maxsize=65_536)(parse)
 
 
 class Resolver:
-    """Resolves identifiers of the node's homed prefixes."""
+    """Resolves identifiers of the node's homed prefixes, and through ``remote`` (set once the
+    node knows a top-level node) those of other nodes."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.remote: Remote | None = None
+        # Resolutions per prefix key since the last statistics flush (sync/stats.py): a
+        # dict increment is all the hot path pays.
+        self.hits: dict[str, int] = {}
 
     def identify(self, text: str) -> Identifier:
         """Parse the handle of a query. ``88.118.8`` (no '/') names the prefix handle
@@ -88,14 +103,17 @@ class Resolver:
                 ident = parse(prefix_handle(text))
             except InvalidHandle:
                 raise HandleNotFound() from None
-            if not self.registry.is_homed(ident):
+            if not self.registry.is_homed(ident) and self.remote is None:
                 raise HandleNotFound()
             return ident
         return _parse(text)
 
     async def resolve(self, query: Query) -> Answer:
         ident = self.identify(query.handle)
-        self.registry.require_homed(ident)
+        if not self.registry.is_homed(ident):
+            return await self._resolve_remote(ident, query)
+        hits = self.hits
+        hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
         entry = await self.registry.records.get(ident.key, bypass=query.authoritative)
         record = entry.record
         if record is None:
@@ -121,6 +139,20 @@ class Resolver:
                     v = replace(v, data=self.registry.secret_of(v))
                 out.append(v)
         return Answer(query.handle, ident, tuple(out))
+
+    async def _resolve_remote(self, ident: Identifier, query: Query) -> Answer:
+        if self.remote is None:
+            raise NotResponsible()
+        got = await self.remote.fetch(ident, query.hops, query.via)
+        if isinstance(got, Home):
+            referral = f"{NA_PREFIX}/{got.prefix}"
+            return Answer(query.handle, ident, got.site, referral=referral)
+        values = got.values
+        if query.types or query.indexes:
+            values = tuple(v for v in values if matches(v, query.types, query.indexes))
+        return Answer(
+            query.handle, ident, values, verified=got.verified, unverified_reason=got.reason
+        )
 
     async def _may_read_restricted(self, ident: Identifier, query: Query) -> bool:
         if query.public_only:

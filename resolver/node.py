@@ -98,7 +98,12 @@ class Node:
             ROOT_INDEX + CERT_OFFSET + n for n in numbers
         }
         have = {v.index for v in record.values if Keyring.is_key_value(v)}
-        if have != wanted:
+        registered = self.keyring.registered_root_cert()
+        root_cert = next((v for v in record.values if v.index == ROOT_INDEX + CERT_OFFSET), None)
+        stale_root = registered is not None and (
+            root_cert is None or root_cert.data != registered.encode("utf-8")
+        )
+        if have != wanted or stale_root:
             now = int(time.time())
             await self.registry.publish_keys(self.keyring.published_values(now, numbers))
 

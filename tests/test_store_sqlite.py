@@ -440,7 +440,16 @@ async def test_schema_version_and_idempotent_migrations(tmp_path: Path) -> None:
     version, mode, tables = await asyncio.to_thread(inspect)
     assert version == str(SCHEMA_VERSION)
     assert mode == "wal"
-    assert tables == ["handles", "lookup", "meta", "prefix_counts"]
+    assert tables == [
+        "handles",
+        "lookup",
+        "meta",
+        "outbox",
+        "outbox_dead",
+        "prefix_counts",
+        "sqlite_sequence",
+        "stats",
+    ]
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from registry.model.values import Value
 
@@ -41,7 +41,51 @@ class Delete:
     key: str
 
 
-Change = Put | Delete
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Append an item to the outbox: it is reported to the top-level node once committed, and
+    only then (it commits or rolls back with the change that caused it)."""
+
+    prefix: str
+    kind: str
+    body: Mapping[str, Any]  # JSON-serialisable; the sender adds the item's id
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Add to the statistics of ``prefix`` for the interval ``[start, start + seconds)``."""
+
+    prefix: str
+    start: int
+    seconds: int
+    registrations: int = 0
+    updates: int = 0
+    deletions: int = 0
+    resolutions: int = 0
+
+
+Change = Put | Delete | Report | Tally
+
+STAT_FIELDS = ("registrations", "updates", "deletions", "resolutions")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A committed, not yet delivered report; ``seq`` orders them and is never reused."""
+
+    seq: int
+    prefix: str
+    kind: str
+    body: dict[str, Any]
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    pending: int
+    oldest: float | None  # creation time of the oldest pending item
+    dead: int  # items the top-level refused for good (kept for the operator)
+
 
 # A mutation gets the current records (absent keys are missing from the mapping) and returns
 # the changes to apply plus a result for the caller. It runs inside the store's transaction,
@@ -96,3 +140,21 @@ class Store(Protocol):
 
     async def count(self) -> int:
         """The number of records."""
+
+    # -- sync: outbox and statistics -------------------------------------------------------
+
+    async def outbox_peek(self, limit: int) -> list[OutboxItem]:
+        """The oldest ``limit`` pending outbox items, in ``seq`` order."""
+
+    async def outbox_done(self, delivered: Sequence[int], dead: Mapping[int, str]) -> None:
+        """Remove delivered items; move ``dead`` ones (seq → reason) aside."""
+
+    async def outbox_summary(self) -> OutboxSummary:
+        """Pending and dead item counts, and the oldest pending item's age."""
+
+    async def stats_close(self, before: int) -> int:
+        """Turn every statistics interval that ended at or before ``before`` and is not yet
+        reported into an outbox item, in one transaction; returns how many."""
+
+    async def stats_totals(self) -> dict[str, dict[str, int]]:
+        """Counts per prefix over all intervals (reported or not)."""

@@ -44,7 +44,49 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX lookup_key ON lookup(key)")
 
 
-MIGRATIONS: Sequence[Migration] = (_v1_initial,)
+def _v2_sync(conn: sqlite3.Connection) -> None:
+    # The outbox: reports for the top-level node, written in the transaction of the change
+    # that caused them. AUTOINCREMENT so a sequence number (part of the idempotency key the
+    # top-level deduplicates by) is never reused, even after the newest rows were deleted.
+    conn.execute(
+        "CREATE TABLE outbox ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " prefix TEXT NOT NULL,"
+        " kind TEXT NOT NULL,"
+        " body TEXT NOT NULL,"
+        " created REAL NOT NULL"
+        ")"
+    )
+    conn.execute(
+        "CREATE TABLE outbox_dead ("
+        " seq INTEGER PRIMARY KEY,"
+        " prefix TEXT NOT NULL,"
+        " kind TEXT NOT NULL,"
+        " body TEXT NOT NULL,"
+        " created REAL NOT NULL,"
+        " reason TEXT NOT NULL,"
+        " died REAL NOT NULL"
+        ")"
+    )
+    # Statistics per prefix and interval; ``reported`` is cleared whenever counts change, so
+    # a late addition re-reports the interval's new totals (the top-level replaces them).
+    conn.execute(
+        "CREATE TABLE stats ("
+        " prefix TEXT NOT NULL,"
+        " start INTEGER NOT NULL,"
+        " seconds INTEGER NOT NULL,"
+        " registrations INTEGER NOT NULL DEFAULT 0,"
+        " updates INTEGER NOT NULL DEFAULT 0,"
+        " deletions INTEGER NOT NULL DEFAULT 0,"
+        " resolutions INTEGER NOT NULL DEFAULT 0,"
+        " reported INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (prefix, start, seconds)"
+        ") WITHOUT ROWID"
+    )
+    conn.execute("CREATE INDEX stats_unreported ON stats(reported, start)")
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_sync)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

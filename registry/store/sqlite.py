@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,7 +25,18 @@ from typing import Any, TypeVar
 from registry.errors import ServerError
 from registry.model.values import Value, type_key
 from registry.model.wire import decode_values, encode_values
-from registry.store.base import Change, Delete, Mutation, Put, Record
+from registry.store.base import (
+    STAT_FIELDS,
+    Change,
+    Delete,
+    Mutation,
+    OutboxItem,
+    OutboxSummary,
+    Put,
+    Record,
+    Report,
+    Tally,
+)
 from registry.store.migrations import migrate
 
 R = TypeVar("R")
@@ -48,9 +61,10 @@ class StoreClosed(ServerError):
 @dataclass(slots=True)
 class _WriteItem:
     keys: Sequence[str]
-    mutation: Mutation[Any]
+    mutation: Mutation[Any] | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    raw: Callable[[sqlite3.Connection], Any] | None = None  # store-internal writes
 
 
 _STOP = object()  # queued by close(): the writer finishes what is ahead of it, then exits
@@ -256,7 +270,63 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    # -- sync: outbox and statistics ---------------------------------------------------------
+
+    async def outbox_peek(self, limit: int) -> list[OutboxItem]:
+        """The oldest ``limit`` pending outbox items, in ``seq`` order."""
+
+        def run(conn: sqlite3.Connection) -> list[OutboxItem]:
+            rows = conn.execute(
+                "SELECT seq, prefix, kind, body, created FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [OutboxItem(q, p, k, json.loads(b), c) for q, p, k, b, c in rows]
+
+        return await self._read(run)
+
+    async def outbox_done(self, delivered: Sequence[int], dead: Mapping[int, str]) -> None:
+        """Remove delivered items; move ``dead`` ones (seq → reason) aside."""
+        if delivered or dead:
+            gone, dead_ = list(delivered), dict(dead)
+            await self._write(lambda conn: _outbox_done(conn, gone, dead_))
+
+    async def outbox_summary(self) -> OutboxSummary:
+        """Pending and dead item counts, and the oldest pending item's age."""
+
+        def run(conn: sqlite3.Connection) -> OutboxSummary:
+            pending, oldest = conn.execute("SELECT COUNT(*), MIN(created) FROM outbox").fetchone()
+            dead = conn.execute("SELECT COUNT(*) FROM outbox_dead").fetchone()[0]
+            return OutboxSummary(int(pending), oldest, int(dead))
+
+        return await self._read(run)
+
+    async def stats_close(self, before: int) -> int:
+        """Turn every statistics interval that ended at or before ``before`` and is not yet
+        reported into an outbox item, in one transaction; returns how many."""
+        return int(await self._write(lambda conn: _close_stats(conn, before)))
+
+    async def stats_totals(self) -> dict[str, dict[str, int]]:
+        """Counts per prefix over all intervals (reported or not)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+            rows = conn.execute(
+                "SELECT prefix, SUM(registrations), SUM(updates), SUM(deletions),"
+                " SUM(resolutions) FROM stats GROUP BY prefix ORDER BY prefix"
+            ).fetchall()
+            return {p: dict(zip(STAT_FIELDS, map(int, c), strict=True)) for p, *c in rows}
+
+        return await self._read(run)
+
     # -- writes ------------------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the writer's connection inside a group-committed transaction."""
+        if not self._open:
+            raise StoreClosed()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_WriteItem((), None, loop, future, raw=fn))
+        return await future
 
     async def transact(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
         """Read ``keys``, run ``mutation`` on them and apply its changes atomically and durably.
@@ -373,6 +443,9 @@ def _select_records(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, 
 
 
 def _run_item(conn: sqlite3.Connection, item: _WriteItem) -> Any:
+    if item.raw is not None:
+        return item.raw(conn)
+    assert item.mutation is not None
     records = _select_records(conn, list(dict.fromkeys(item.keys)))
     changes, result = item.mutation(records)
     for change in changes:
@@ -418,8 +491,59 @@ def _apply(conn: sqlite3.Connection, change: Change) -> None:
             conn.execute("UPDATE prefix_counts SET n = n - 1 WHERE prefix = ?", (prefix,))
             conn.execute("DELETE FROM prefix_counts WHERE prefix = ? AND n <= 0", (prefix,))
             conn.execute("DELETE FROM lookup WHERE key = ?", (key,))
+    elif isinstance(change, Tally):
+        counts = [getattr(change, f) for f in STAT_FIELDS]
+        conn.execute(
+            "INSERT INTO stats(prefix, start, seconds, registrations, updates, deletions,"
+            " resolutions) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(prefix, start, seconds) DO UPDATE SET"
+            " registrations = registrations + excluded.registrations,"
+            " updates = updates + excluded.updates,"
+            " deletions = deletions + excluded.deletions,"
+            " resolutions = resolutions + excluded.resolutions,"
+            " reported = 0",
+            (change.prefix, change.start, change.seconds, *counts),
+        )
+    elif isinstance(change, Report):
+        conn.execute(
+            "INSERT INTO outbox(prefix, kind, body, created) VALUES (?, ?, ?, ?)",
+            (change.prefix, change.kind, json.dumps(dict(change.body)), time.time()),
+        )
     else:
         raise TypeError(f"Not a store change: {change!r}")
+
+
+def _close_stats(conn: sqlite3.Connection, before: int) -> int:
+    rows = conn.execute(
+        "SELECT prefix, start, seconds, registrations, updates, deletions, resolutions"
+        " FROM stats WHERE reported = 0 AND start + seconds <= ?",
+        (before,),
+    ).fetchall()
+    now = time.time()
+    for prefix, start, seconds, *counts in rows:
+        body = {"prefix": prefix, "start": start, "seconds": seconds}
+        body.update(zip(STAT_FIELDS, counts, strict=True))
+        conn.execute(
+            "INSERT INTO outbox(prefix, kind, body, created) VALUES (?, 'stats', ?, ?)",
+            (prefix, json.dumps(body), now),
+        )
+        conn.execute(
+            "UPDATE stats SET reported = 1 WHERE prefix = ? AND start = ? AND seconds = ?",
+            (prefix, start, seconds),
+        )
+    return len(rows)
+
+
+def _outbox_done(conn: sqlite3.Connection, delivered: Sequence[int], dead: dict[int, str]) -> None:
+    now = time.time()
+    for seq, reason in dead.items():
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox_dead(seq, prefix, kind, body, created, reason, died)"
+            " SELECT seq, prefix, kind, body, created, ?, ? FROM outbox WHERE seq = ?",
+            (reason, now, seq),
+        )
+    gone = [*delivered, *dead]
+    conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in gone])
 
 
 def _lookup_entries(values: Sequence[Value]) -> Iterator[tuple[str, str]]:

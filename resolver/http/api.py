@@ -16,19 +16,22 @@ from aiohttp import web
 
 from registry.cache.entry import CacheEntry
 from registry.errors import (
+    RC_SERVICE_REFERRAL,
     HandleExists,
     InvalidHandle,
     ProtocolError,
+    http_status,
 )
 from registry.model.identifiers import handle_key, parse
 from registry.model.jsonvalues import value_from_json, value_to_json
 from registry.model.values import Value
 from resolver import __version__
-from resolver.core import Query
+from resolver.core import Answer, Query
 from resolver.http import params
 from resolver.http.credentials import principal
 from resolver.http.keys import ECHO, NODE
 from resolver.http.respond import JSON_TYPE, json_response
+from sync.routing import HOPS_HEADER, VERIFIED_HEADER, VERIFY_ERROR_HEADER, parse_hops
 
 API_HANDLES = "/api/handles/"
 
@@ -100,11 +103,13 @@ async def get_handle(request: web.Request) -> web.Response:
     node = request.app[NODE]
     handle = path_handle(request)
     request[ECHO] = handle
-    if not request.query_string and "Authorization" not in request.headers:
+    headers = request.headers
+    if not request.query_string and "Authorization" not in headers and HOPS_HEADER not in headers:
         query = Query(handle)  # the common case: no query string to parse, no caller
     else:
         q = request.query
         indexes, _ = params.indexes(q)
+        hops, via = parse_hops(headers)
         query = Query(
             handle,
             indexes,
@@ -112,8 +117,12 @@ async def get_handle(request: web.Request) -> web.Response:
             authoritative=bool(params.flag(q, "auth")),
             public_only=params.flag(q, "publicOnly"),
             who=await principal(request, node, required=False),
+            hops=hops,
+            via=via,
         )
     answer = await node.resolver.resolve(query)
+    if answer.referral is not None or answer.verified is not None:
+        return _remote_answer(handle, answer)
     if not answer.values:
         return json_response({"responseCode": 200, "values": [], "handle": handle})
     if answer.whole and answer.entry is not None:
@@ -124,6 +133,26 @@ async def get_handle(request: web.Request) -> web.Response:
     return json_response(
         {"responseCode": 1, "handle": handle, "values": [value_to_json(v) for v in answer.values]}
     )
+
+
+def _remote_answer(handle: str, answer: Answer) -> web.Response:
+    """A referral (HTTP 300, responseCode 302) or an answer another node gave, marked with
+    whether it verified up to the top-level root."""
+    values = [value_to_json(v) for v in answer.values]
+    if answer.referral is not None:
+        body = {
+            "responseCode": RC_SERVICE_REFERRAL,
+            "handle": handle,
+            "referralHandle": answer.referral,
+            "values": values,
+        }
+        return json_response(body, http_status(RC_SERVICE_REFERRAL))
+    extra = {VERIFIED_HEADER: "true" if answer.verified else "false"}
+    if answer.unverified_reason:
+        reason = answer.unverified_reason.replace("\r", " ").replace("\n", " ")
+        extra[VERIFY_ERROR_HEADER] = reason.encode("ascii", "replace").decode("ascii")[:500]
+    code = 1 if values else 200
+    return json_response({"responseCode": code, "handle": handle, "values": values}, 200, extra)
 
 
 async def put_handle(request: web.Request) -> web.Response:

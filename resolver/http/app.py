@@ -14,6 +14,7 @@ from resolver.http import api, metrics, proxy
 from resolver.http.keys import ECHO, NODE
 from resolver.http.respond import error_response
 from resolver.node import Node
+from sync.agent import SyncAgent
 
 log = logging.getLogger("idnode.http")
 
@@ -58,9 +59,14 @@ def make_app(config: Config, node: Node | None = None) -> web.Application:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         opened = node or await Node.open(config)
         app[NODE] = opened
-        yield
-        if node is None:
-            await opened.close()
+        agent = SyncAgent(opened)  # reporting to the top-level, cross-node routing
+        await agent.start()
+        try:
+            yield
+        finally:
+            await agent.stop()
+            if node is None:
+                await opened.close()
 
     app.cleanup_ctx.append(lifetime)
     app.on_response_prepare.append(_cors)

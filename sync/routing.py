@@ -1,0 +1,309 @@
+"""Cross-node resolution: find the node responsible for a foreign prefix through the
+top-level node's prefix records, then forward the query (recursion) or refer the client.
+
+- ``home(prefix)`` looks up ``0.NA/<prefix>`` at the top-level, then its parents
+  (``88.118.8`` → ``88.118`` → ``88``), and reads the responsible node's base URL from the
+  HS_SITE value. Routing records are verified (signed by the top-level root) and cached for
+  their TTL; absent ones for :data:`NEGATIVE_TTL`.
+- A forwarded query asks the responsible node for the whole record, verifies it offline up
+  to the top-level root (certificates fetched through the same routing), caches it for its
+  TTL only when verified, and filters it here — so ``?type=URL`` answers are verified too.
+- Forwarding adds a hop and this node's id to ``X-Idnode-Hops``/``X-Idnode-Via``: more hops
+  than the limit, or a query that comes back here, is refused with responseCode 6.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from registry.errors import (
+    RC_HANDLE_NOT_FOUND,
+    HandleError,
+    HandleNotFound,
+    NotResponsible,
+    RecursionTooHigh,
+    RemoteError,
+    ServerError,
+)
+from registry.model.identifiers import NA_PREFIX, Identifier, parse, served_prefix
+from registry.model.jsonvalues import value_from_json
+from registry.model.site import PROTOCOL_NAMES, site_from_bytes
+from registry.model.values import Value, type_key
+from registry.signing.verify import verify_record
+
+HOPS_HEADER = "X-Idnode-Hops"
+VIA_HEADER = "X-Idnode-Via"
+VERIFIED_HEADER = "X-Idnode-Verified"  # on answers from other nodes: "true" or "false"
+VERIFY_ERROR_HEADER = "X-Idnode-Verify-Error"
+TOPLEVEL_PREFIX = "0.0"  # handles the top-level serves itself (its root: 0.0/0.0)
+NEGATIVE_TTL = 60.0
+CERT_TTL = 300.0  # certificates and keys fetched while verifying
+MIN_TTL = 1.0
+FETCH_TIMEOUT = 5.0
+
+Fetch = Callable[[str], Awaitable[Sequence[Value] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    """The node responsible for a prefix, per the top-level's record ``0.NA/<prefix>``."""
+
+    prefix: str
+    url: str
+    site: tuple[Value, ...]  # the record's HS_SITE values: what a referral hands out
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    values: tuple[Value, ...]
+    verified: bool
+    reason: str | None
+
+
+class _Ttl:
+    """A bounded map whose entries expire."""
+
+    def __init__(self, entries: int, clock: Callable[[], float]) -> None:
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._entries = entries
+        self._clock = clock
+
+    def get(self, key: str) -> tuple[bool, Any]:
+        hit = self._data.get(key)
+        if hit is None or hit[0] <= self._clock():
+            return False, None
+        self._data.move_to_end(key)
+        return True, hit[1]
+
+    def put(self, key: str, value: Any, ttl: float) -> None:
+        self._data[key] = (self._clock() + ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._entries:
+            self._data.popitem(last=False)
+
+
+def candidate_prefixes(prefix: str) -> list[str]:
+    """``88.118.8`` → ``[88.118.8, 88.118, 88]``: most specific first."""
+    parts = prefix.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def site_url(values: Sequence[Value]) -> str | None:
+    """The HTTP base URL an HS_SITE value names: its ``http`` attribute, else the first
+    server's address and HTTP(S) interface."""
+    for v in values:
+        if type_key(v.type) != "HS_SITE":
+            continue
+        try:
+            site = site_from_bytes(v.data)
+        except HandleError:
+            continue
+        for attr in site.get("attributes", []):
+            if attr.get("name") == "http" and str(attr.get("value", "")).startswith("http"):
+                return str(attr["value"]).rstrip("/")
+        for server in site.get("servers", []):
+            for iface in server.get("interfaces", []):
+                proto = iface.get("protocol")
+                if proto in (PROTOCOL_NAMES[2], PROTOCOL_NAMES[3]):
+                    scheme = "https" if proto == PROTOCOL_NAMES[3] else "http"
+                    host = server["address"]
+                    host = f"[{host}]" if ":" in host else host
+                    return f"{scheme}://{host}:{iface['port']}"
+    return None
+
+
+def min_ttl(values: Sequence[Value], cap: float) -> float:
+    ttls = [v.ttl for v in values if isinstance(v.ttl, int) and v.ttl > 0]
+    return max(MIN_TTL, min([cap, *ttls]))
+
+
+class Remote:
+    """Resolves handles of prefixes this node is not home for."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        toplevel: str,
+        trust_roots: Sequence[Mapping[str, Any]],
+        *,
+        node_id: str,
+        recursion: bool = True,
+        max_hops: int = 4,
+        max_ttl: float = 3600.0,
+        entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.toplevel = toplevel.rstrip("/")
+        self.trust_roots = list(trust_roots)
+        self.node_id = node_id
+        self.recursion = recursion
+        self.max_hops = max_hops
+        self.max_ttl = max_ttl
+        self._wall = wall
+        self._homes = _Ttl(entries, clock)
+        self._answers = _Ttl(entries, clock)
+        self._certs = _Ttl(1000, clock)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _get(
+        self, base: str, handle: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        url = f"{base}/api/handles/{quote(handle, safe='/:')}"
+        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
+        try:
+            async with self.session.get(url, headers=headers, timeout=timeout) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ServerError(
+                f"The node responsible for {handle} did not answer ({type(exc).__name__})",
+                http=502,
+            ) from None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise ServerError(f"Unreadable answer for {handle} from {base}", http=502)
+        return status, body
+
+    @staticmethod
+    def _values(body: Mapping[str, Any], handle: str) -> tuple[Value, ...]:
+        try:
+            return tuple(value_from_json(v, keep_timestamp=True) for v in body.get("values", []))
+        except HandleError:
+            raise ServerError(f"Unreadable values for {handle}", http=502) from None
+
+    async def _raw_fetch(self, base: str, handle: str) -> tuple[Value, ...] | None:
+        status, body = await self._get(base, handle)
+        if status == 404 or body.get("responseCode") == RC_HANDLE_NOT_FOUND:
+            return None
+        if status != 200 or body.get("responseCode") != 1:
+            raise ServerError(f"{handle}: HTTP {status} from {base}", http=502)
+        return self._values(body, handle)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def home(self, prefix: str) -> Home | None:
+        """The node serving ``prefix`` (or its nearest parent with a record), or None."""
+        for candidate in candidate_prefixes(prefix):
+            key = candidate.upper()
+            hit, home = self._homes.get(key)
+            if not hit:
+                home, ttl = await self._lookup(candidate)
+                self._homes.put(key, home, ttl)
+            if home is not None:
+                return home  # type: ignore[no-any-return]
+        return None
+
+    async def _lookup(self, prefix: str) -> tuple[Home | None, float]:
+        handle = f"{NA_PREFIX}/{prefix}"
+        values = await self._raw_fetch(self.toplevel, handle)
+        if values is None:
+            return None, NEGATIVE_TTL
+        report = await verify_record(
+            handle,
+            values,
+            fetch=self.cert_fetch,
+            trust_roots=self.trust_roots,
+            now=int(self._wall()),
+        )
+        url = site_url(values)
+        if not report.ok or url is None:
+            # Not trusted or unusable: routing by it would let anyone redirect clients.
+            return None, NEGATIVE_TTL
+        site = tuple(v for v in values if type_key(v.type) == "HS_SITE")
+        return Home(prefix, url, site), min_ttl(site, self.max_ttl)
+
+    async def base_for(self, ident: Identifier) -> tuple[str, Home | None]:
+        """Where ``ident`` lives: the top-level itself for ``0.0/...``, else its home."""
+        if ident.prefix_key == TOPLEVEL_PREFIX:
+            return self.toplevel, None
+        home = await self.home(served_prefix(ident))
+        if home is None:
+            raise NotResponsible()
+        return home.url, home
+
+    async def cert_fetch(self, handle: str) -> Sequence[Value] | None:
+        """Fetch a record named by a signature chain (no verification: the chain checks the
+        certificates themselves)."""
+        key = handle.upper()
+        hit, values = self._certs.get(key)
+        if hit:
+            return values  # type: ignore[no-any-return]
+        ident = parse(handle)
+        base = (
+            self.toplevel
+            if ident.prefix_key == TOPLEVEL_PREFIX or ident.text.upper().startswith("0.NA/0.")
+            else (await self.base_for(ident))[0]
+        )
+        values = await self._raw_fetch(base, handle)
+        self._certs.put(key, values, CERT_TTL)
+        return values
+
+    # -- resolution ------------------------------------------------------------------------
+
+    async def fetch(self, ident: Identifier, hops: int, via: Sequence[str]) -> Fetched | Home:
+        """The whole record of ``ident`` from its node, verified (or the Home to refer to
+        when recursion is off)."""
+        base, home = await self.base_for(ident)
+        if not self.recursion and home is not None:
+            return home
+        hit, cached = self._answers.get(ident.key)
+        if hit:
+            if cached is None:
+                raise HandleNotFound()
+            return cached  # type: ignore[no-any-return]
+        if self.node_id in via:
+            raise RecursionTooHigh(f"Resolution loop: the query for {ident.text} came back")
+        if hops + 1 > self.max_hops:
+            raise RecursionTooHigh(f"More than {self.max_hops} hops to resolve {ident.text}")
+        headers = {HOPS_HEADER: str(hops + 1), VIA_HEADER: ",".join([*via, self.node_id])}
+        status, body = await self._get(base, ident.text, headers)
+        code = body.get("responseCode")
+        if status == 404 or code == RC_HANDLE_NOT_FOUND:
+            self._answers.put(ident.key, None, NEGATIVE_TTL)
+            raise HandleNotFound()
+        if status != 200 or code != 1:
+            message = body.get("message")
+            raise RemoteError(
+                code if isinstance(code, int) else 2,
+                message if isinstance(message, str) else None,
+                http=status if 400 <= status < 600 else 502,
+            )
+        values = self._values(body, ident.text)
+        report = await verify_record(
+            ident.text,
+            values,
+            fetch=self.cert_fetch,
+            trust_roots=self.trust_roots,
+            now=int(self._wall()),
+        )
+        result = Fetched(values, report.ok, None if report.ok else "; ".join(report.reasons))
+        if report.ok:  # only verified answers are kept
+            self._answers.put(ident.key, result, min_ttl(values, self.max_ttl))
+        return result
+
+    def forget(self) -> None:
+        """Drop every cached route and answer (tests; a new registration)."""
+        for cache in (self._homes, self._answers, self._certs):
+            cache._data.clear()
+
+
+def parse_hops(headers: Mapping[str, str]) -> tuple[int, tuple[str, ...]]:
+    """The hop count and the ids of nodes already on the path, from a forwarded request."""
+    raw = headers.get(HOPS_HEADER, "0")
+    hops = int(raw) if raw.isdigit() and len(raw) < 4 else 0
+    via = tuple(v for v in headers.get(VIA_HEADER, "").split(",") if v)[:32]
+    return hops, via
