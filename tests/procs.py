@@ -17,7 +17,7 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "resolver.cli"]
-LISTENING = re.compile(r"^idnode listening on (https?)://(\S+):(\d+)$")
+LISTENING = re.compile(r"^idnode(?:-toplevel)? listening on (https?)://(\S+):(\d+)$")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 

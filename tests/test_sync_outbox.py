@@ -3,7 +3,7 @@ derived purely from the changes, closed into reports per interval, delivered or 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -70,11 +70,11 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
 
 
 @pytest.fixture
-async def node(tmp_path: Path) -> Node:
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
     data = tmp_path / "node"
     await init_node(data, stats_interval="60")
     n = await Node.open(load(data))
-    yield n  # type: ignore[misc]
+    yield n
     await n.close()
 
 
