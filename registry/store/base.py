@@ -157,4 +157,5 @@ class Store(Protocol):
         reported into an outbox item, in one transaction; returns how many."""
 
     async def stats_totals(self) -> dict[str, dict[str, int]]:
-        """Counts per prefix over all intervals (reported or not)."""
+        """Counts per prefix over all intervals kept (reported or not; reported ones are
+        kept for 400 days)."""

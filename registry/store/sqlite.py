@@ -46,6 +46,8 @@ T = TypeVar("T")
 MAX_GROUP = 256
 # Bound parameters per IN list, well under SQLite's variable limit.
 IN_CHUNK = 500
+# Seconds reported statistics rows are kept (totals then cover this long a period).
+STATS_RETENTION = 400 * 86400
 # Values indexed for reverse lookup: text data up to this many bytes.
 MAX_LOOKUP_BYTES = 1024
 
@@ -514,6 +516,8 @@ def _apply(conn: sqlite3.Connection, change: Change) -> None:
 
 
 def _close_stats(conn: sqlite3.Connection, before: int) -> int:
+    # Reported intervals are kept for the operator (`idnode sync status` totals) for a while.
+    conn.execute("DELETE FROM stats WHERE reported = 1 AND start < ?", (before - STATS_RETENTION,))
     rows = conn.execute(
         "SELECT prefix, start, seconds, registrations, updates, deletions, resolutions"
         " FROM stats WHERE reported = 0 AND start + seconds <= ?",
