@@ -4,6 +4,7 @@ refuses — each refusal leaving nothing behind (checked through the JSON views)
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 from registry.signing import jws
 from registry.signing.keys import SigningKey, jwk_thumbprint
 from sync import protocol
+from sync.toplevel import home
+from sync.toplevel.web import TL, TopLevel, make_app
 from tests.procs import cli
 from tests.toplevel_support import (
     PREFIX,
@@ -381,3 +384,12 @@ async def test_http_errors(tmp_path: Path) -> None:
             ]
         }
 
+
+def test_openapi_documents_every_route(tmp_path: Path) -> None:
+    root, _ = home.init(tmp_path / "tl", "EdDSA")
+    app = make_app(TopLevel(home.open_db(tmp_path / "tl"), root))
+    routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    spec = (Path(__file__).parents[1] / "sync" / "openapi.yaml").read_text("utf-8")
+    documented = set(re.findall(r"^  (/\S*):$", spec, re.MULTILINE))
+    assert routes == documented
+    app[TL].close()
