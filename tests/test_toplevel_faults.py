@@ -119,9 +119,7 @@ async def test_downtime_window(tmp_path: Path) -> None:
 
 
 async def test_latency_is_added_to_every_request(tmp_path: Path) -> None:
-    data = tmp_path / "tl"
-    app, key = await registered(data)
-    async with serving(data, "--latency-ms", "400") as tl:
+    async with with_node(tmp_path / "tl", "--latency-ms", "400") as (tl, app, key):
         view = await tl.get("/toplevel/v1/nodes")
         assert view.status == 200 and view.elapsed >= 0.4
         intake = await tl.post(key, app, protocol.HEARTBEAT_PATH, {"status": {}})
