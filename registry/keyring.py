@@ -40,6 +40,18 @@ ROOT_VALIDITY = 10 * 365 * 86400
 CERT_VALIDITY = 2 * 365 * 86400
 
 
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created, mode 0600) between processes."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 @dataclass
 class KeyState:
     alg: str
@@ -91,13 +103,8 @@ class Keyring:
     def locked(self) -> Iterator[None]:
         """Serialises key creation and state changes between processes."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
+        with file_lock(self.dir / ".lock"):
             yield
-        finally:
-            fcntl.lockf(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def exists(self) -> bool:
         return (self.dir / STATE).exists()

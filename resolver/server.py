@@ -49,15 +49,16 @@ async def run_until_signalled(
 ) -> None:
     """Announce ``site``'s address and serve until SIGINT/SIGTERM, then clean up."""
     try:
+        # Handlers first: whoever reads the line below may signal at once.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await site.start()
         for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
             host, port = sock.getsockname()[:2]
             # Tests and scripts read this line to find the port when serving on port 0.
             print(f"{label} listening on {scheme}://{host}:{port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -44,6 +44,7 @@ VERSION_LINE = "IDNODE-SIG-V1"
 MAX_SKEW = 300  # seconds a request's timestamp may differ from the receiver's clock
 MAX_BATCH = 100  # items per batch
 MAX_BODY = 1 << 20  # bytes of an intake request body
+MAX_COUNT = 2**63 - 1  # largest stats number (a signed 64-bit integer, as SQL stores it)
 
 ITEM_KINDS = ("prefix", "stats")
 PREFIX_OPS = ("create", "update", "delete")
@@ -55,6 +56,7 @@ BATCH_PATH = "/intake/v1/batches"
 HEARTBEAT_PATH = "/intake/v1/heartbeat"
 
 _PARAM = re.compile(r'\s*([a-z]+)="([^"]*)"\s*(?:,|$)')
+_TS = re.compile(r"[0-9]{1,12}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _PREFIX = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,254}")
 
@@ -126,7 +128,7 @@ def parse_auth(header: str | None) -> SigAuth:
     missing = [p for p in ("app", "ts", "nonce", "sig") if not params.get(p)]
     if missing:
         raise ProtocolError(f"Authorization lacks {', '.join(missing)}")
-    if not params["ts"].isdigit() or len(params["ts"]) > 12:
+    if not _TS.fullmatch(params["ts"]):  # ASCII digits only: str.isdigit() takes "²"
         raise ProtocolError("ts must be epoch seconds")
     if not _NONCE.fullmatch(params["nonce"]):
         raise ProtocolError("nonce must be 16-64 base64url characters")
@@ -162,7 +164,13 @@ def alg_of_jwk(jwk: Mapping[str, Any]) -> str:
 
 
 def valid_prefix(text: object) -> bool:
-    return isinstance(text, str) and _PREFIX.fullmatch(text) is not None and "/" not in text
+    """A prefix such as ``88.118.8``: dot-separated non-empty labels, no ``/``."""
+    return (
+        isinstance(text, str)
+        and _PREFIX.fullmatch(text) is not None
+        and ".." not in text
+        and not text.endswith(".")
+    )
 
 
 def is_under(prefix: str, parent: str) -> bool:
@@ -189,8 +197,8 @@ def check_item(item: object) -> dict[str, Any]:
     else:
         for name in ("start", "seconds", *STATS_COUNTS):
             v = item.get(name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ProtocolError(f"stats {name} must be a non-negative integer")
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_COUNT:
+                raise ProtocolError(f"stats {name} must be an integer from 0 to {MAX_COUNT}")
         if item["seconds"] == 0:
             raise ProtocolError("stats seconds must be positive")
     return item

@@ -72,9 +72,10 @@ async def start(
     *args: str | os.PathLike[str],
     env: Mapping[str, str] | None = None,
     start_within: float = START_TIMEOUT,
+    listening: re.Pattern[str] = LISTENING,
 ) -> Served:
     """Start ``idnode ARGS`` (a ``serve`` command) and wait, up to ``start_within`` s, for
-    its listening line. The caller must :func:`stop` it (use :func:`serving`)."""
+    its ``listening`` line. The caller must :func:`stop` it (use :func:`serving`)."""
     err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop(), outlives this call
     proc = await asyncio.create_subprocess_exec(
         *CLI,
@@ -104,7 +105,7 @@ async def start(
                 )
             text = line.decode("utf-8", "replace").strip()
             seen.append(text)
-            m = LISTENING.match(text)
+            m = listening.match(text)
             if m:
                 return Served(proc, m.group(1), m.group(2), int(m.group(3)), err)
     except BaseException:
