@@ -68,7 +68,14 @@ class Node:
             await cache.close()
             await store.close()
             raise ConfigError(f"signing key: {exc}") from None
-        registry = Registry(store, sealer, config.prefixes, cache, signer=signer)
+        registry = Registry(
+            store,
+            sealer,
+            config.prefixes,
+            cache,
+            signer=signer,
+            stats_seconds=config.stats_interval,
+        )
         node = cls(
             config,
             store,

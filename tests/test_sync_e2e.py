@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,8 @@ async def test_prefix_on_a_resolves_verified_through_b(
         reg = json.loads((a_data / "sync" / "registration.json").read_text())
         root = tmp_path / "toplevel-root.jwk"
         root.write_text(json.dumps(reg["root"]["public_key"]))
+        status, body, _ = await get_json(s, b.api("0.NA/88.118"))  # A's keys, through B
+        assert status == 200, (body, b.stderr_text())
         for server in (b.url, a.url):
             done = cli("verify", "88.118.50/ITEM-1", "--server", server, "--trust-root", root)
             assert done.returncode == 0, done.stdout + done.stderr
@@ -276,16 +279,32 @@ async def test_outbox_survives_toplevel_downtime_and_a_sigkill(tmp_path: Path) -
                 status, _, _ = await get_json(s, top.api(f"0.NA/88.118.{100 + i}"))
                 assert status == 200
             assert theirs[0] == 200
+            # Every item A ever queued was accepted exactly once: outbox sequence numbers run
+            # 1..N without gaps, and the top-level saw N distinct ids, all accepted.
+            status, items, _ = await get_json(s, top.url + "/toplevel/v1/items")
+            (counters,) = [c for c in items["apps"] if c["app_id"] == app_a]
+            queued = await asyncio.to_thread(_last_seq, a_data)
+            assert (counters["accepted"], counters["ids"], counters["rejected"]) == (
+                queued,
+                queued,
+                0,
+            )
+            assert queued > 12  # 12 prefix items and the statistics intervals
+
+
+COUNTS = ("registrations", "updates", "deletions", "resolutions")
 
 
 def _totals(stats: Any) -> dict[str, dict[str, int]]:
     """Totals per prefix from the top-level's stats view."""
-    totals = stats.get("totals", {}) if isinstance(stats, dict) else {}
-    return {
-        p: {
-            k: int(v)
-            for k, v in c.items()
-            if k in ("registrations", "updates", "deletions", "resolutions")
-        }
-        for p, c in totals.items()
-    }
+    totals = stats.get("totals", []) if isinstance(stats, dict) else []
+    return {t["prefix"]: {k: int(t[k]) for k in COUNTS} for t in totals}
+
+
+def _last_seq(data: Path) -> int:
+    conn = sqlite3.connect(f"file:{data / 'registry.sqlite3'}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(row[0])
+    finally:
+        conn.close()

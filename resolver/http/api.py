@@ -31,7 +31,13 @@ from resolver.http import params
 from resolver.http.credentials import principal
 from resolver.http.keys import ECHO, NODE
 from resolver.http.respond import JSON_TYPE, json_response
-from sync.routing import HOPS_HEADER, VERIFIED_HEADER, VERIFY_ERROR_HEADER, parse_hops
+from sync.routing import (
+    HOPS_HEADER,
+    VERIFIED_HEADER,
+    VERIFY_ERROR_HEADER,
+    VIA_HEADER,
+    parse_hops,
+)
 
 API_HANDLES = "/api/handles/"
 
@@ -104,7 +110,12 @@ async def get_handle(request: web.Request) -> web.Response:
     handle = path_handle(request)
     request[ECHO] = handle
     headers = request.headers
-    if not request.query_string and "Authorization" not in headers and HOPS_HEADER not in headers:
+    if (
+        not request.query_string
+        and "Authorization" not in headers
+        and HOPS_HEADER not in headers
+        and VIA_HEADER not in headers
+    ):
         query = Query(handle)  # the common case: no query string to parse, no caller
     else:
         q = request.query

@@ -24,7 +24,8 @@ def create_app(conn: sqlite3.Connection, prefix: str, name: str, approval: str, 
         raise AdminError(f"invalid prefix {prefix!r}: expected dot-separated labels like 88.118")
     if approval not in APPROVALS:
         raise AdminError(f"approval must be one of {', '.join(APPROVALS)}")
-    app_id = secrets.token_urlsafe(16)
+    # Hex, not base64url: an id starting with '-' would read as an option on command lines.
+    app_id = secrets.token_hex(16)
     with store.write(conn):
         for row in conn.execute("SELECT app_id, prefix FROM apps"):
             if is_under(prefix, row["prefix"]) or is_under(row["prefix"], prefix):
