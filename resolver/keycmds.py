@@ -17,11 +17,13 @@ from resolver.cliutil import opened_node
 from resolver.config import ConfigError
 from resolver.verification import (
     VerifyError,
+    homed_or,
     http_fetch,
     load_trust_root,
     local_fetch,
     verify_with,
 )
+from sync.state import load_registration
 
 
 async def cmd_keys_show(args: argparse.Namespace) -> int:
@@ -97,10 +99,17 @@ async def cmd_verify(args: argparse.Namespace) -> int:
             async with aiohttp.ClientSession() as session:
                 report = await verify_with(http_fetch(session, args.server), args.handle, roots)
         else:
-            async with opened_node(args) as node:
-                if not roots:  # verifying our own node: its root is the anchor
+            async with opened_node(args) as node, aiohttp.ClientSession() as session:
+                fetch = local_fetch(node)
+                reg = load_registration(node.config.data_dir)
+                if reg is not None:
+                    # Registered: the chain ends at the top-level root, whose records (and
+                    # other nodes' prefix handles) the top-level serves.
+                    roots = roots or [reg.trust_root]
+                    fetch = homed_or(node, fetch, http_fetch(session, reg.toplevel))
+                elif not roots:  # verifying our own node: its root is the anchor
                     roots = [node.keyring.key(0).public_jwk()]
-                report = await verify_with(local_fetch(node), args.handle, roots)
+                report = await verify_with(fetch, args.handle, roots)
     except VerifyError as exc:
         print(f"idnode: {exc}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from registry.errors import HandleError
+from registry.model.identifiers import parse
 from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
 from registry.signing.verify import Report, verify_record
@@ -102,6 +103,19 @@ def local_fetch(node: Node) -> Fetch:
             return (await node.resolver.resolve(Query(handle))).values
         except HandleError:
             return None
+
+    return fetch
+
+
+def homed_or(node: Node, local: Fetch, elsewhere: Fetch) -> Fetch:
+    """Fetch handles ``node`` is home for locally, any other from ``elsewhere``."""
+
+    async def fetch(handle: str) -> Sequence[Value] | None:
+        try:
+            homed = node.registry.is_homed(parse(handle))
+        except HandleError:
+            return None
+        return await (local if homed else elsewhere)(handle)
 
     return fetch
 

@@ -153,6 +153,9 @@ async def test_prefix_on_a_resolves_verified_through_b(
         for server in (b.url, a.url):
             done = cli("verify", "88.118.50/ITEM-1", "--server", server, "--trust-root", root)
             assert done.returncode == 0, done.stdout + done.stderr
+        # And on A's own data directory: the registered trust root is the default.
+        done = cli("verify", "88.118.50/ITEM-1", "--data", a_data)
+        assert done.returncode == 0, done.stdout + done.stderr
 
         # A tampered answer is served, but never as verified, and never cached.
         for _ in range(2):
