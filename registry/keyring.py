@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from registry.atomicfile import write_atomic
 from registry.model.identifiers import prefix_handle
 from registry.model.pubkey import pubkey_from_jwk
 from registry.model.values import HS_PUBKEY, Value
@@ -115,13 +116,7 @@ class Keyring:
         return KeyState(raw["alg"], raw["current"], raw.get("retired", []), raw.get("rotation"))
 
     def save_state(self, state: KeyState) -> None:
-        path = self.dir / STATE
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state.to_json(), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(self.dir / STATE, json.dumps(state.to_json(), indent=2).encode("utf-8"))
 
     def version(self) -> tuple[int, int, int]:
         """Changes whenever the state file is rewritten (by any process): one ``stat``.
@@ -143,13 +138,7 @@ class Keyring:
         """Keep the certificate the top-level issued for the root key (replaces the
         self-issued one in the published values)."""
         with self.locked():
-            path = self.dir / ROOT_CERT
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(cert)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_atomic(self.dir / ROOT_CERT, cert.encode("utf-8"))
 
     def key(self, n: int) -> SigningKey:
         return SigningKey.load(self._path(n), self.passphrase)

@@ -5,11 +5,11 @@ processes, the sender and ``idnode sync status`` (another process) read consiste
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from registry.atomicfile import write_atomic
 
 SYNC_DIR = "sync"
 REGISTRATION = "registration.json"
@@ -50,16 +50,7 @@ def sync_dir(data_dir: Path) -> Path:
 
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def _read_json(path: Path) -> Any:

@@ -13,8 +13,6 @@ member if present must match the key type) because a JWK here decides whom we tr
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from registry.atomicfile import write_atomic
 from registry.signing._b64 import b64url_decode, b64url_encode, uint_to_b64url
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256")
@@ -234,19 +233,7 @@ class SigningKey:
     def save(self, path: Path, passphrase: bytes | None) -> None:
         """Write the key with mode 0600, atomically: a fresh temporary file (created
         exclusively, so never someone else's) renamed over ``path``."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o600)  # exactly 0600 whatever the umask
-                f.write(self.to_pem(passphrase))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(Path(path), self.to_pem(passphrase), 0o600)
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | None) -> SigningKey:
