@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
+from registry.model.identifiers import NA_PREFIX
 from registry.reporting import interval_start
 from registry.store.base import Change, Record, Tally
 from resolver.config import Config
@@ -42,6 +43,7 @@ from sync.state import (
 )
 
 log = logging.getLogger("idnode.sync")
+NA_KEY = NA_PREFIX.upper()
 
 
 class SenderLock:
@@ -156,6 +158,7 @@ class SyncAgent:
         """Move this process's resolution counts into the store (current interval)."""
         resolver = self.node.resolver
         hits, resolver.hits = resolver.hits, {}
+        hits.pop(NA_KEY, None)  # prefix handles (0.NA/...) are the node's, not a prefix's
         if not hits:
             return
         seconds = self.config.stats_interval

@@ -243,6 +243,8 @@ async def test_outbox_survives_toplevel_downtime_and_a_sigkill(tmp_path: Path) -
             for i in range(200):
                 async with s.get(a.api(f"{ENT8}/N{i}")) as r:
                     assert r.status == 200
+            async with s.get(a.api(f"0.NA/{ENT8}")) as r:  # the node's own: not a statistic
+                assert r.status == 200
             m = await until(
                 lambda: metrics(s, a),
                 lambda m: (
