@@ -133,6 +133,15 @@ async def test_prefix_on_a_resolves_verified_through_b(
         )
         assert any(v["type"] == "HS_SITE" for v in route["values"])
 
+        # A reports its status by itself.
+        _, nodes, _ = await until(
+            lambda: get_json(s, top.url + "/toplevel/v1/nodes"),
+            lambda r: any(n["app_id"] == app_a and n["heartbeat"] for n in r[1]["nodes"]),
+            "a heartbeat from A",
+        )
+        (beat,) = [n["heartbeat"]["status"] for n in nodes["nodes"] if n["app_id"] == app_a]
+        assert beat["prefixes"] == ["88.118"] and beat["records"] >= 3
+
         # Resolved through B, verified up to the top-level root.
         status, body, headers = await get_json(s, b.api("88.118.50/ITEM-1"))
         assert status == 200, body
