@@ -113,6 +113,8 @@ def value_to_json(value: Value, data: bytes | None = None) -> dict[str, Any]:
 
 
 def _int(obj: Any, what: str) -> int:
+    if type(obj) is int:  # the common case, first (bool is an int, but not of type int)
+        return obj
     if isinstance(obj, bool):
         raise ProtocolError(f"{what} must be an integer")
     if isinstance(obj, int):
@@ -203,10 +205,11 @@ def data_from_json(obj: Any) -> bytes:
     raise ProtocolError(f"Unknown data format {fmt!r}"[:200])
 
 
-def value_from_json(obj: Any, keep_timestamp: bool = False) -> Value:
+def value_from_json(obj: Any, keep_timestamp: bool = False, default_timestamp: int = 0) -> Value:
     """Parse one client value. Timestamps are the server's and are ignored, except when
-    ``keep_timestamp`` (restoring an export)."""
-    if not isinstance(obj, Mapping):
+    ``keep_timestamp`` (restoring an export); a value without one (or ignoring it) gets
+    ``default_timestamp``."""
+    if not isinstance(obj, dict) and not isinstance(obj, Mapping):
         raise ProtocolError("Each value must be a JSON object")
     if "index" not in obj:
         raise ProtocolError("Value has no index")
@@ -216,13 +219,17 @@ def value_from_json(obj: Any, keep_timestamp: bool = False) -> Value:
     vtype = _str(obj.get("type"), f"type of value {index}")
     if "data" not in obj:
         raise ProtocolError(f"Value {index} has no data")
-    try:
-        data = data_from_json(obj["data"])
-    except HandleError as exc:
-        exc.message = f"Value {index}: {exc.message}"
-        raise
-    ttl = _int(obj.get("ttl", DEFAULT_TTL), "ttl")
-    ttl_type = _int(obj.get("ttlType", TTL_RELATIVE), "ttlType")
+    raw = obj["data"]
+    if type(raw) is str:
+        data = raw.encode("utf-8")
+    else:
+        try:
+            data = data_from_json(raw)
+        except HandleError as exc:
+            exc.message = f"Value {index}: {exc.message}"
+            raise
+    ttl = _int(obj["ttl"], "ttl") if "ttl" in obj else DEFAULT_TTL
+    ttl_type = _int(obj["ttlType"], "ttlType") if "ttlType" in obj else TTL_RELATIVE
     perms = obj.get("permissions")
     permissions = (
         PERM_DEFAULT if perms is None else permissions_from_text(_str(perms, "permissions"))
@@ -239,17 +246,10 @@ def value_from_json(obj: Any, keep_timestamp: bool = False) -> Value:
                 _str(r.get("handle"), "reference handle"), _int(r.get("index"), "reference index")
             )
         )
-    stamp = obj.get("timestamp")
-    timestamp = parse_iso_time(stamp) if keep_timestamp and stamp is not None else 0
+    stamp = obj.get("timestamp") if keep_timestamp else None
+    timestamp = parse_iso_time(stamp) if stamp is not None else 0
     value = Value(
-        index=index,
-        type=vtype,
-        data=data,
-        ttl=ttl,
-        ttl_type=ttl_type,
-        timestamp=timestamp,
-        permissions=permissions,
-        references=tuple(refs),
+        index, vtype, data, ttl, ttl_type, timestamp or default_timestamp, permissions, tuple(refs)
     )
     check_value(value)
     return value
