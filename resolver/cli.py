@@ -205,11 +205,12 @@ def _open_output(path: str | None) -> TextIO:
     return sys.stdout if path in (None, "-") else open(path, "w", encoding="utf-8")
 
 
-def _lines(path: str) -> Iterator[str]:
+def _lines(path: str) -> Iterator[bytes]:
+    # Bytes: the JSON parser checks the UTF-8, so a bad byte is a bad line, with its number.
     if path == "-":
-        yield from sys.stdin
+        yield from sys.stdin.buffer
     else:
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
             yield from f
 
 
@@ -222,6 +223,7 @@ async def cmd_import(args: argparse.Namespace) -> int:
             batch=args.batch_size,
             progress=not args.quiet,
             total=total,
+            workers=args.workers,
         )
         print(
             f"imported {result.lines} records in {result.batches} batches: "
@@ -382,6 +384,12 @@ def parser() -> argparse.ArgumentParser:
     _data_arg(p)
     p.add_argument("file", help="JSON Lines file, or - for standard input")
     p.add_argument("--batch-size", type=int, default=1000, help="records per transaction")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes parsing and signing records (default: one per core; 0: none, "
+        "all in the importing process)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_import)
 
