@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bench.cli import add_subcommand as add_bench_subcommand
 from registry.bootstrap import new_secret, prefix_values
@@ -26,10 +26,12 @@ from registry.secrets import Sealer
 from resolver import __version__, keycmds
 from resolver.cliutil import data_dir, opened_node
 from resolver.config import Config, ConfigError, load, write_initial
-from resolver.core import Query
-from resolver.http.api import values_from_body
-from resolver.node import Node
-from resolver.transfer import export_records, import_lines
+
+if TYPE_CHECKING:
+    from resolver.node import Node
+
+# The node, the HTTP code and aiohttp are imported by the commands that use them: bulk
+# import's worker processes import this (the main) module again, so it must stay cheap.
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -64,6 +66,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
     check_prefix(args.prefix)
     _create_data_dir(data, args.prefix, args.name or f"idnode {args.prefix}")
     secret = args.admin_secret or new_secret()
+    from resolver.node import Node
+
     node = await Node.open(load(data, {"signing_alg": args.signing_alg}))
     try:
         await node.registry.import_records(
@@ -101,6 +105,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_get(args: argparse.Namespace) -> int:
+    from resolver.core import Query
+
     async def go(node: Node) -> int:
         answer = await node.resolver.resolve(
             Query(args.handle, tuple(args.index or ()), tuple(args.type or ()))
@@ -124,6 +130,8 @@ def _values_arg(args: argparse.Namespace) -> list[Value]:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--json: invalid JSON: {exc}") from None
+        from resolver.http.api import values_from_body
+
         values, _ = values_from_body(body)
         return values
     from registry.model.jsonvalues import value_from_json
@@ -217,6 +225,8 @@ def _lines(path: str) -> Iterator[bytes]:
 async def cmd_import(args: argparse.Namespace) -> int:
     async def go(node: Node) -> int:
         total = _count_lines(args.file) if args.file != "-" and not args.quiet else None
+        from resolver.transfer import import_lines
+
         result = await import_lines(
             node.registry,
             _lines(args.file),
@@ -239,6 +249,8 @@ async def cmd_export(args: argparse.Namespace) -> int:
     async def go(node: Node) -> int:
         out = _open_output(args.output)
         try:
+            from resolver.transfer import export_records
+
             n = await export_records(node.store, out)
         finally:
             if out is not sys.stdout:
