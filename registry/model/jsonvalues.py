@@ -14,6 +14,7 @@ import calendar
 import re
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from registry.errors import HandleError, InvalidValue, ProtocolError
@@ -141,7 +142,13 @@ def _admin_from_json(obj: Any) -> bytes:
         raise InvalidValue("admin handle must not be empty")
     index = _int(obj.get("index"), "admin index")
     perms = obj.get("permissions", "111111111111")
-    bits = adm.rights_from_text(_str(perms, "admin permissions"))
+    return _admin_bytes(handle, index, _str(perms, "admin permissions"))
+
+
+@lru_cache(maxsize=1024)
+def _admin_bytes(handle: str, index: int, perms: str) -> bytes:
+    # Remembered: an import repeats the same few HS_ADMIN values on every record.
+    bits = adm.rights_from_text(perms)
     return adm.encode_admin(adm.AdminData(adm.AdminRef(index, handle), bits))
 
 
