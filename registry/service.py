@@ -425,14 +425,14 @@ class Registry:
         exactly as :meth:`import_records` does. A failing item raises
         :class:`ImportItemError`; nothing of the batch is written then."""
         assert batch.error is None, "a batch with a bad line is not imported"
+        assert len(batch.lines) == len(batch.items), "the batch's lines are needed"
         if self.signer is not None:
             self.signer.refresh()
         current = None if self.signer is None else self.signer.issuer
         ahead = batch.issuer == current  # else the key was rotated since: sign again here
         now = batch.now
-        prefix_keys = {
-            i.prefix: handle_key(prefix_handle(i.prefix)) for i in batch.items if i.prefix
-        }
+        prefixes = {i.prefix for i in batch.items if i.prefix is not None}
+        prefix_keys = {p: handle_key(prefix_handle(p)) for p in prefixes}
         keys = {i.key for i in batch.items} | set(prefix_keys.values())
 
         def mutate(records: Mapping[str, Record]) -> tuple[list[Change], ImportResult]:
@@ -449,7 +449,7 @@ class Registry:
                         changes.append(PutEncoded(item.key, encoded))
                         counts[0] += 1
                     else:
-                        ident, values = item.parsed()
+                        ident, values = batch.parsed(position)
                         values = self._user(ident.key, values)
                         self._import_one(view, ident, values, now, changes, counts)
                 except HandleError as exc:

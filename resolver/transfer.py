@@ -77,7 +77,9 @@ class _Pipeline:
         self.pool: ProcessPoolExecutor | None = None
         self.pool_spec: BulkSpec | None = None
         self.local: Preparer | None = None
-        self.preparing: deque[tuple[list[int], asyncio.Future[Prepared]]] = deque()
+        self.preparing: deque[tuple[list[int], list[str | bytes], asyncio.Future[Prepared]]] = (
+            deque()
+        )
         self.committing: tuple[list[int], asyncio.Task[ImportResult]] | None = None
 
     async def submit(self, numbers: list[int], lines: list[str | bytes], more: bool) -> None:
@@ -103,14 +105,14 @@ class _Pipeline:
                 self.local = Preparer(spec)
             future = loop.create_future()
             future.set_result(self.local.prepare(lines, now))
-        self.preparing.append((numbers, future))
+        self.preparing.append((numbers, lines, future))
         while len(self.preparing) > self.ahead:
             await self.advance()
 
     async def advance(self) -> None:
         """Hand the oldest prepared batch to its transaction, once the previous one is done."""
-        numbers, future = self.preparing.popleft()
-        prepared = await future
+        numbers, lines, future = self.preparing.popleft()
+        prepared = (await future).with_lines(lines)
         await self.settle()
         if prepared.error is not None:
             position, exc = prepared.error
@@ -139,7 +141,7 @@ class _Pipeline:
         await self.settle()
 
     async def close(self) -> None:
-        for _, future in self.preparing:
+        for _, _, future in self.preparing:
             future.cancel()
         if self.committing is not None:
             self.committing[1].cancel()  # the transaction itself still completes

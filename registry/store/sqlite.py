@@ -399,9 +399,11 @@ def _put_all(conn: sqlite3.Connection, puts: dict[str, Encoded]) -> None:
     if not puts:
         return
     keys = sorted(puts)  # B-tree inserts in key order touch the fewest pages
+    prefixes = {}
     for key in keys:
         if _upper(puts[key].handle) != key:
             raise ValueError(f"Put key {key!r} is not the key of {puts[key].handle!r}")
+        prefixes[key] = _prefix_of(key)
     existing: set[str] = set()
     for chunk in _chunks(keys):
         sql = "SELECT key FROM handles WHERE key IN ({})".format(",".join("?" * len(chunk)))
@@ -410,9 +412,9 @@ def _put_all(conn: sqlite3.Connection, puts: dict[str, Encoded]) -> None:
     if created:
         conn.executemany(
             "INSERT INTO handles(key, handle, prefix, vals) VALUES (?, ?, ?, ?)",
-            [(key, puts[key].handle, _prefix_of(key), puts[key].vals) for key in created],
+            [(key, puts[key].handle, prefixes[key], puts[key].vals) for key in created],
         )
-        counts = collections.Counter(_prefix_of(key) for key in created)
+        counts = collections.Counter(prefixes[key] for key in created)
         conn.executemany(
             "INSERT INTO prefix_counts(prefix, n) VALUES (?, ?)"
             " ON CONFLICT(prefix) DO UPDATE SET n = n + excluded.n",
@@ -426,7 +428,7 @@ def _put_all(conn: sqlite3.Connection, puts: dict[str, Encoded]) -> None:
         )
         conn.executemany("DELETE FROM lookup WHERE key = ?", [(key,) for key in replaced])
     # OR IGNORE: two values of one record may share type and data.
-    rows = [(vtype, text, key, _prefix_of(key)) for key in keys for vtype, text in puts[key].lookup]
+    rows = [(vtype, text, key, prefixes[key]) for key in keys for vtype, text in puts[key].lookup]
     if rows:
         rows.sort()
         conn.executemany(
