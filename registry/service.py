@@ -358,6 +358,8 @@ class Registry:
             check_unique(values)
         if self.signer is not None:
             self.signer.refresh()
+        # An export carries signatures and, in the prefix handle, keys: ours are
+        # regenerated, so they are not part of what is compared or stored from the file.
         items = [(ident, self._user(ident.key, values)) for ident, values in items]
         keys: set[str] = set()
         for ident, _ in items:

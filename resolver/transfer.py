@@ -76,6 +76,7 @@ class _Pipeline:
         self.ahead = 2 * max(1, workers)  # batches prepared or preparing beyond the committing one
         self.pool: ProcessPoolExecutor | None = None
         self.pool_spec: BulkSpec | None = None
+        self.retired: list[ProcessPoolExecutor] = []  # pools of an older key, finishing
         self.local: Preparer | None = None
         self.preparing: deque[tuple[list[int], list[str | bytes], asyncio.Future[Prepared]]] = (
             deque()
@@ -89,7 +90,9 @@ class _Pipeline:
         loop = asyncio.get_running_loop()
         if self.workers and (more or self.pool is not None):
             if spec != self.pool_spec:
-                self._stop_pool()
+                if self.pool is not None:  # the key changed: its batches still complete
+                    self.pool.shutdown(wait=False)
+                    self.retired.append(self.pool)
                 self.pool = ProcessPoolExecutor(
                     self.workers,
                     mp_context=multiprocessing.get_context("spawn"),  # no fork of our threads
@@ -145,12 +148,10 @@ class _Pipeline:
             future.cancel()
         if self.committing is not None:
             self.committing[1].cancel()  # the transaction itself still completes
-        await asyncio.to_thread(self._stop_pool)
-
-    def _stop_pool(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        pools = [*self.retired, *([self.pool] if self.pool is not None else [])]
+        self.pool, self.retired = None, []
+        for pool in pools:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 async def import_lines(

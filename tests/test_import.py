@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +167,38 @@ async def test_batch_prepared_before_a_rotation_is_signed_with_the_new_key(node:
         checked = await verify_with(local_fetch(node), f"88.118.8/K{i}", roots)
         assert checked.ok, checked.reasons
         assert checked.signatures[0].issuer == "602:0.NA/88.118"
+
+
+async def test_key_rotated_during_an_import(node: Node) -> None:
+    """Another process switches the node to a new signing key while batches are being
+    prepared: every batch is still imported, and what is committed after the switch is
+    signed with the new key (batches prepared with the old one are signed again)."""
+    keyring = node.keyring
+
+    def switch() -> None:  # what `idnode keys rotate` does to the key state, steps 1 and 3
+        n = keyring.add_signing_key()
+        with keyring.locked():
+            state = keyring.load_state()
+            state.retired.append({"n": state.current, "retired_at": int(time.time())})
+            state.current = n
+            state.rotation = None
+            keyring.save_state(state)
+
+    def lines() -> Iterator[str]:
+        for i in range(40):
+            if i == 12:
+                switch()
+            yield line(f"88.118.8/R{i:02d}", url(i))
+
+    report = await import_lines(node.registry, lines(), batch=4, workers=2)
+    assert (report.created, report.batches) == (40, 10)
+    await node.ensure_keys_published()  # step 2, late: certificates for both keys
+    roots = [node.keyring.key(0).public_jwk()]
+    issuers = []
+    for i in range(40):
+        checked = await verify_with(local_fetch(node), f"88.118.8/R{i:02d}", roots)
+        assert checked.ok, checked.reasons
+        issuers.append(checked.signatures[0].issuer)
+    # Lines 13 on were read after the switch: their batches were signed by key 2.
+    assert set(issuers[12:]) == {"602:0.NA/88.118"}
+    assert set(issuers[:8]) <= {"601:0.NA/88.118", "602:0.NA/88.118"}
