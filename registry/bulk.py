@@ -22,7 +22,7 @@ import orjson
 from registry.errors import HandleError, NotResponsible, ProtocolError
 from registry.model.identifiers import Identifier, homed_in, parse
 from registry.model.jsonvalues import value_from_json
-from registry.model.values import HS_SECKEY, Value, check_unique, restored, type_key
+from registry.model.values import HS_SECKEY, Value, check_unique, is_type, restored
 from registry.model.wire import encode_values
 from registry.signer import NodeSigner, SignerSpec
 from registry.store.base import lookup_entries
@@ -122,7 +122,7 @@ class Preparer:
         prefix = None if ident.is_prefix_handle else ident.prefix
         signer = self.signer
         if (signer is not None and ident.key == signer.key_handle) or any(
-            type_key(v.type) == HS_SECKEY for v in values
+            is_type(v.type, HS_SECKEY) for v in values
         ):
             return Item(ident.key, ident.text, prefix, None, ())
         # As Registry.import_records creates a record: the node's own values (an export's

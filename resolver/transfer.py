@@ -173,7 +173,7 @@ async def import_lines(
     pending: list[str | bytes] = []
     try:
         for number, text in enumerate(lines, start=1):
-            if not text.strip():
+            if not text or text.isspace():  # blank (no copy made, unlike strip())
                 continue
             if len(pending) >= batch:  # a full batch, and more follow
                 await pipeline.submit(numbers, pending, more=True)

@@ -73,6 +73,12 @@ def type_key(value_type: str) -> str:
     return value_type.encode("utf-8").upper().decode("utf-8")
 
 
+def is_type(value_type: str, key: str) -> bool:
+    """``type_key(value_type) == key`` (``key`` upper-case ASCII), without folding types
+    of another length: ASCII folding keeps the length, so only those can match."""
+    return value_type == key or (len(value_type) == len(key) and type_key(value_type) == key)
+
+
 def permissions_from_text(text: str) -> int:
     """``"1110"`` → 0x0E. Raises :class:`InvalidValue` on anything but four 0/1 digits."""
     if len(text) != 4 or text.strip("01"):  # four characters, all 0 or 1

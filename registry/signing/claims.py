@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from registry.model.values import DEFAULT_TTL, PERM_DEFAULT, Reference, Value
+from registry.model.values import DEFAULT_TTL, PERM_DEFAULT, TTL_RELATIVE, Reference, Value
 from registry.signing import jws
 from registry.signing.digests import (
     HS_SIGNATURE,
@@ -234,14 +234,9 @@ class Signer:
         if not signed:
             return None  # nothing public to vouch for
         payload = _signature_payload(handle, digests, self.issuer, now, self.validity, self.chain)
-        return Value(
-            index=first_free_index(values),
-            type=HS_SIGNATURE,
-            data=jws.encode_bytes({}, payload, self.key),
-            ttl=DEFAULT_TTL,
-            timestamp=timestamp,
-            permissions=PERM_DEFAULT,
-        )
+        data = jws.encode_bytes({}, payload, self.key)
+        index = first_free_index(values)
+        return Value(index, HS_SIGNATURE, data, DEFAULT_TTL, TTL_RELATIVE, timestamp, PERM_DEFAULT)
 
 
 def signing_rate(alg: str, n: int = 200) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from registry.model import wire
-from registry.model.values import Value, type_key
+from registry.model.values import Value, is_type
 
 DIGEST_ALG = "SHA-256"
 HS_SIGNATURE = "HS_SIGNATURE"
@@ -32,9 +32,7 @@ def encoded_digest(encoded: bytes) -> str:
 
 
 def is_signature(v: Value) -> bool:
-    # Only a 12-character ASCII type can fold to HS_SIGNATURE: skip the folding for the rest.
-    t = v.type
-    return t == HS_SIGNATURE or (len(t) == len(HS_SIGNATURE) and type_key(t) == HS_SIGNATURE)
+    return is_type(v.type, HS_SIGNATURE)
 
 
 def signed_values(values: Iterable[Value]) -> list[Value]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol, TypeVar
 
 from registry.model.values import Value, type_key
@@ -20,6 +21,8 @@ R = TypeVar("R")
 
 # Values indexed for reverse lookup: text data up to this many bytes.
 MAX_LOOKUP_BYTES = 1024
+
+_type_key = lru_cache(maxsize=4096)(type_key)  # a bulk import folds the same few types
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,7 @@ Change = Put | PutEncoded | Delete
 def lookup_entries(values: Sequence[Value]) -> Iterator[tuple[str, str]]:
     """(type key, text) of the values reverse lookup can find: not HS_ types, short UTF-8."""
     for value in values:
-        vtype = type_key(value.type)
+        vtype = _type_key(value.type)
         if vtype.startswith("HS_") or len(value.data) > MAX_LOOKUP_BYTES:
             continue
         try:
