@@ -104,6 +104,7 @@ class Preparer:
         self.homed_keys = spec.homed_keys
         self.signer = None if spec.signer is None else NodeSigner.from_spec(spec.signer)
         self.issuer = None if self.signer is None else self.signer.issuer
+        self._homed_prefixes: dict[str, bool] = {}
 
     def prepare(self, lines: Sequence[str | bytes], now: int) -> Prepared:
         items: list[Item] = []
@@ -114,9 +115,19 @@ class Preparer:
                 return Prepared(now, self.issuer, items, (position, exc), lines)
         return Prepared(now, self.issuer, items, None, lines)
 
+    def _homed(self, ident: Identifier) -> bool:
+        if ident.is_prefix_handle:
+            return homed_in(ident, self.homed_keys)
+        homed = self._homed_prefixes.get(ident.prefix_key)
+        if homed is None:  # remembered: a batch has a few prefixes, each many times
+            if len(self._homed_prefixes) > 10_000:
+                self._homed_prefixes.clear()
+            homed = self._homed_prefixes[ident.prefix_key] = homed_in(ident, self.homed_keys)
+        return homed
+
     def item(self, line: str | bytes, now: int) -> Item:
         ident, values = parse_line(line, now)
-        if not homed_in(ident, self.homed_keys):
+        if not self._homed(ident):
             raise NotResponsible()
         check_unique(values)
         prefix = None if ident.is_prefix_handle else ident.prefix
