@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from registry.model.identifiers import NA_PREFIX, is_within
-from registry.store.base import Change, Delete, Put, Record, Report, Tally
+from registry.store.base import Change, Delete, Put, PutEncoded, Record, Report, Tally
 
 _NA_KEY = NA_PREFIX.upper() + "/"
 
@@ -36,20 +36,21 @@ def reports_for(
     counts: dict[str, list[int]] = {}  # prefix key -> [registrations, updates, deletions]
     written: set[str] = set()
     for change in changes:
-        if not isinstance(change, Put | Delete):
+        if not isinstance(change, Put | PutEncoded | Delete):
             continue
         key = change.key
         existed = key in written or key in records
-        if isinstance(change, Put):
-            written.add(key)
-        else:
+        if isinstance(change, Delete):
             written.discard(key)
+        else:
+            written.add(key)
         if key.startswith(_NA_KEY):
             prefix_key = key[len(_NA_KEY) :]
             if prefix_key in homed_keys or not any(is_within(prefix_key, h) for h in homed_keys):
                 continue  # the node's own prefix handle is registered, not reported
-            if isinstance(change, Put):
-                handle, op = change.record.handle, "update" if existed else "create"
+            if not isinstance(change, Delete):
+                new = change.record if isinstance(change, Put) else change.encoded
+                handle, op = new.handle, "update" if existed else "create"
             else:
                 old = records.get(key)
                 handle, op = (old.handle if old else key), "delete"

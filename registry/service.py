@@ -16,8 +16,10 @@ from typing import TypeVar
 from registry import authz
 from registry.auth import Authenticator
 from registry.authz import Principal
+from registry.bulk import BulkSpec, Prepared
 from registry.cache.records import RecordCache
 from registry.errors import (
+    HandleError,
     HandleExists,
     HandleNotFound,
     InsufficientPermissions,
@@ -34,11 +36,29 @@ from registry.model.identifiers import (
     prefix_handle,
     served_prefix,
 )
-from registry.model.values import HS_ADMIN, HS_SECKEY, MAX_VALUES, Value, type_key
+from registry.model.values import (
+    HS_ADMIN,
+    HS_SECKEY,
+    MAX_VALUES,
+    Value,
+    check_unique,
+    restored,
+    stamped,
+    type_key,
+)
 from registry.reporting import reports_for
 from registry.secrets import Sealer
 from registry.signer import RecordSigner
-from registry.store.base import Change, Delete, Mutation, Put, Record, Store
+from registry.store.base import (
+    Change,
+    Delete,
+    Encoded,
+    Mutation,
+    Put,
+    PutEncoded,
+    Record,
+    Store,
+)
 
 WriteHook = Callable[[Sequence[str]], Awaitable[None]]
 R = TypeVar("R")
@@ -58,6 +78,17 @@ class ImportResult:
     unchanged: int = 0
 
 
+class ImportItemError(HandleError):
+    """Item ``position`` of an import batch failed (``error``); nothing of the batch was
+    written."""
+
+    def __init__(self, position: int, error: HandleError) -> None:
+        super().__init__(error.message)
+        self.position = position
+        self.error = error
+        self.response_code = error.response_code
+
+
 def _right_for(old: Value | None, new: Value | None) -> int:
     admin = (old is not None and old.type == HS_ADMIN) or (new is not None and new.type == HS_ADMIN)
     if old is None:
@@ -67,14 +98,8 @@ def _right_for(old: Value | None, new: Value | None) -> int:
     return adm.MODIFY_ADMIN if admin else adm.MODIFY_VALUE
 
 
-def check_unique(values: Sequence[Value]) -> None:
-    seen: set[int] = set()
-    for v in values:
-        if v.index in seen:
-            raise ValueExists(f"Index conflict for {v.index}")
-        seen.add(v.index)
-    if len(values) > MAX_VALUES:
-        raise InvalidValue(f"A record holds at most {MAX_VALUES} values")
+def not_allocated(prefix: str) -> str:
+    return f"Prefix {prefix} is not allocated on this node"
 
 
 class Registry:
@@ -150,9 +175,7 @@ class Registry:
             v = replace(v, data=self.sealer.seal(plain))
         elif old is not None and v.same_content(old):
             return old
-        if imported and v.timestamp:
-            return v
-        return replace(v, timestamp=now)
+        return restored(v, now) if imported else stamped(v, now)
 
     # The node's own values (signatures, its keys) are not the client's: they are kept out of
     # diffs and rights checks, and every stored record is re-signed as it is written.
@@ -184,11 +207,11 @@ class Registry:
                 f"{who.identity} may not {adm.RIGHT_NAMES[right]} on {ident.text}"
             )
 
-    def _check_prefix_allocated(self, ident: Identifier, records: Mapping[str, Record]) -> None:
+    def _check_prefix_allocated(self, ident: Identifier, records: Mapping[str, object]) -> None:
         if ident.is_prefix_handle:
             return
         if handle_key(prefix_handle(ident.prefix)) not in records:
-            raise NotResponsible(f"Prefix {ident.prefix} is not allocated on this node")
+            raise NotResponsible(not_allocated(ident.prefix))
 
     async def _principal(self, ident: Identifier, who: Principal | None) -> Principal | None:
         if who is None:
@@ -361,43 +384,108 @@ class Registry:
             check_unique(values)
         if self.signer is not None:
             self.signer.refresh()
-            # An export carries signatures and, in the prefix handle, keys: ours are
-            # regenerated, so they are not part of what is compared or stored from the file.
-            items = [(ident, self._user(ident.key, values)) for ident, values in items]
+        # An export carries signatures and, in the prefix handle, keys: ours are
+        # regenerated, so they are not part of what is compared or stored from the file.
+        items = [(ident, self._user(ident.key, values)) for ident, values in items]
         keys: set[str] = set()
         for ident, _ in items:
             keys.update(authz.authority_keys(ident))
         now = self._now()
 
         def mutate(records: Mapping[str, Record]) -> tuple[list[Change], ImportResult]:
-            view = dict(records)  # later items see earlier ones (a prefix, then its handles)
+            view: dict[str, Record | Encoded] = dict(records)
             changes: list[Change] = []
-            created = replaced = unchanged = 0
+            counts = [0, 0, 0]
             for ident, values in items:
-                existing = view.get(ident.key)
-                if existing is None:
-                    self._check_prefix_allocated(ident, view)
-                    new = [self._prepare(v, now, None, True) for v in values]
-                    record = Record(ident.text, self._seal(ident.text, new, now))
-                    created += 1
-                else:
-                    current = self._user(ident.key, existing.values)
-                    olds = {v.index: v for v in current}
-                    new = [self._prepare(v, now, olds.get(v.index), True) for v in values]
-                    if len(new) == len(current) and all(
-                        a is b for a, b in zip(new, current, strict=True)
-                    ):
-                        unchanged += 1
-                        continue
-                    new += self._system(ident.key, existing.values)
-                    record = Record(existing.handle, self._seal(existing.handle, new, now))
-                    replaced += 1
-                view[ident.key] = record
-                changes.append(Put(ident.key, record))
-            return changes, ImportResult(created, replaced, unchanged)
+                self._import_one(view, ident, values, now, changes, counts)
+            return changes, ImportResult(*counts)
 
         result = await self._transact(sorted(keys), mutate)
         await self._notify([ident.key for ident, _ in items])
+        return result
+
+    def _import_one(
+        self,
+        view: dict[str, Record | Encoded],
+        ident: Identifier,
+        values: Sequence[Value],
+        now: int,
+        changes: list[Change],
+        counts: list[int],
+    ) -> None:
+        """Import one record (its client values) inside the transaction: append its change,
+        count it as created, replaced or unchanged; ``view`` shows the records as changed so
+        far (later items see earlier ones: a prefix, then its handles)."""
+        existing = view.get(ident.key)
+        if isinstance(existing, Encoded):
+            existing = existing.record()
+        if existing is None:
+            self._check_prefix_allocated(ident, view)
+            new = [self._prepare(v, now, None, True) for v in values]
+            record = Record(ident.text, self._seal(ident.text, new, now))
+            counts[0] += 1
+        else:
+            current = self._user(ident.key, existing.values)
+            olds = {v.index: v for v in current}
+            new = [self._prepare(v, now, olds.get(v.index), True) for v in values]
+            if len(new) == len(current) and all(a is b for a, b in zip(new, current, strict=True)):
+                counts[2] += 1
+                return
+            new += self._system(ident.key, existing.values)
+            record = Record(existing.handle, self._seal(existing.handle, new, now))
+            counts[1] += 1
+        view[ident.key] = record
+        changes.append(Put(ident.key, record))
+
+    def bulk_spec(self) -> BulkSpec:
+        """What :mod:`registry.bulk` needs to prepare import batches as this registry writes
+        records (with the current signing key)."""
+        if self.signer is None:
+            return BulkSpec(self.homed_keys, None)
+        self.signer.refresh()
+        return BulkSpec(self.homed_keys, self.signer.node.spec())
+
+    async def import_prepared(self, batch: Prepared) -> ImportResult:
+        """:meth:`import_records` for a batch that :mod:`registry.bulk` made ready (parsed,
+        checked, signed and encoded ahead, in worker processes): new records are written as
+        prepared, after the same checks; every other one — existing already, holding
+        secrets, or signed with a key that is no longer the current one — is imported here
+        exactly as :meth:`import_records` does. A failing item raises
+        :class:`ImportItemError`; nothing of the batch is written then."""
+        assert batch.error is None, "a batch with a bad line is not imported"
+        assert len(batch.lines) == len(batch.items), "the batch's lines are needed"
+        if self.signer is not None:
+            self.signer.refresh()
+        current = None if self.signer is None else self.signer.issuer
+        ahead = batch.issuer == current  # else the key was rotated since: sign again here
+        now = batch.now
+        prefixes = {i.prefix for i in batch.items if i.prefix is not None}
+        prefix_keys = {p: handle_key(prefix_handle(p)) for p in prefixes}
+        keys = {i.key for i in batch.items} | set(prefix_keys.values())
+
+        def mutate(records: Mapping[str, Record]) -> tuple[list[Change], ImportResult]:
+            view: dict[str, Record | Encoded] = dict(records)
+            changes: list[Change] = []
+            counts = [0, 0, 0]
+            for position, item in enumerate(batch.items):
+                try:
+                    if ahead and item.vals is not None and item.key not in view:
+                        if item.prefix is not None and prefix_keys[item.prefix] not in view:
+                            raise NotResponsible(not_allocated(item.prefix))
+                        encoded = Encoded(item.handle, item.vals, item.lookup)
+                        view[item.key] = encoded
+                        changes.append(PutEncoded(item.key, encoded))
+                        counts[0] += 1
+                    else:
+                        ident, values = batch.parsed(position)
+                        values = self._user(ident.key, values)
+                        self._import_one(view, ident, values, now, changes, counts)
+                except HandleError as exc:
+                    raise ImportItemError(position, exc) from None
+            return changes, ImportResult(*counts)
+
+        result = await self._transact(sorted(keys), mutate)
+        await self._notify([item.key for item in batch.items])
         return result
 
     async def resign(self, keys: Sequence[str]) -> int:

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bench.cli import add_subcommand as add_bench_subcommand
 from registry.bootstrap import new_secret, prefix_values
@@ -26,12 +26,14 @@ from registry.secrets import Sealer
 from resolver import __version__, keycmds
 from resolver.cliutil import data_dir, opened_node
 from resolver.config import Config, ConfigError, load, write_initial
-from resolver.core import Query
-from resolver.http.api import values_from_body
-from resolver.node import Node
-from resolver.transfer import export_records, import_lines
 from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
+
+if TYPE_CHECKING:
+    from resolver.node import Node
+
+# The node, the HTTP code and aiohttp are imported by the commands that use them: bulk
+# import's worker processes import this (the main) module again, so it must stay cheap.
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -66,6 +68,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
     check_prefix(args.prefix)
     _create_data_dir(data, args.prefix, args.name or f"idnode {args.prefix}")
     secret = args.admin_secret or new_secret()
+    from resolver.node import Node
+
     node = await Node.open(load(data, {"signing_alg": args.signing_alg}))
     try:
         await node.registry.import_records(
@@ -103,6 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_get(args: argparse.Namespace) -> int:
+    from resolver.core import Query
+
     async def go(node: Node) -> int:
         answer = await node.resolver.resolve(
             Query(args.handle, tuple(args.index or ()), tuple(args.type or ()))
@@ -126,6 +132,8 @@ def _values_arg(args: argparse.Namespace) -> list[Value]:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--json: invalid JSON: {exc}") from None
+        from resolver.http.api import values_from_body
+
         values, _ = values_from_body(body)
         return values
     from registry.model.jsonvalues import value_from_json
@@ -207,23 +215,27 @@ def _open_output(path: str | None) -> TextIO:
     return sys.stdout if path in (None, "-") else open(path, "w", encoding="utf-8")
 
 
-def _lines(path: str) -> Iterator[str]:
+def _lines(path: str) -> Iterator[bytes]:
+    # Bytes: the JSON parser checks the UTF-8, so a bad byte is a bad line, with its number.
     if path == "-":
-        yield from sys.stdin
+        yield from sys.stdin.buffer
     else:
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
             yield from f
 
 
 async def cmd_import(args: argparse.Namespace) -> int:
     async def go(node: Node) -> int:
         total = _count_lines(args.file) if args.file != "-" and not args.quiet else None
+        from resolver.transfer import import_lines
+
         result = await import_lines(
             node.registry,
             _lines(args.file),
             batch=args.batch_size,
             progress=not args.quiet,
             total=total,
+            workers=args.workers,
         )
         print(
             f"imported {result.lines} records in {result.batches} batches: "
@@ -239,6 +251,8 @@ async def cmd_export(args: argparse.Namespace) -> int:
     async def go(node: Node) -> int:
         out = _open_output(args.output)
         try:
+            from resolver.transfer import export_records
+
             n = await export_records(node.store, out)
         finally:
             if out is not sys.stdout:
@@ -384,6 +398,12 @@ def parser() -> argparse.ArgumentParser:
     _data_arg(p)
     p.add_argument("file", help="JSON Lines file, or - for standard input")
     p.add_argument("--batch-size", type=int, default=1000, help="records per transaction")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes parsing and signing records (default: one per core; 0: none, "
+        "all in the importing process)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_import)
 

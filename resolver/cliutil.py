@@ -7,10 +7,12 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resolver.config import ConfigError, load
-from resolver.node import Node
+
+if TYPE_CHECKING:
+    from resolver.node import Node
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -23,6 +25,8 @@ def data_dir(args: argparse.Namespace) -> Path:
 @asynccontextmanager
 async def opened_node(args: argparse.Namespace, **flags: Any) -> AsyncIterator[Node]:
     """The node of ``--data``, closed again however the command ends."""
+    from resolver.node import Node  # here: importing the command line stays cheap
+
     node = await Node.open(load(data_dir(args), flags))
     try:
         yield node

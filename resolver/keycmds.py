@@ -7,23 +7,17 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from registry.rotation import rotate
-from registry.signing.verify import Report
 from resolver.cliutil import opened_node
 from resolver.config import ConfigError
-from resolver.verification import (
-    VerifyError,
-    homed_or,
-    http_fetch,
-    load_trust_root,
-    local_fetch,
-    verify_with,
-)
-from sync.state import load_registration
+
+if TYPE_CHECKING:
+    from registry.signing.verify import Report
+
+# aiohttp, the store and the verifier are imported by the commands that use them: `idnode`
+# builds its parser from this module, and bulk import's worker processes import `idnode`'s
+# main module again, so importing it must stay cheap.
 
 
 async def cmd_keys_show(args: argparse.Namespace) -> int:
@@ -50,6 +44,8 @@ async def cmd_keys_show(args: argparse.Namespace) -> int:
 
 
 async def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from registry.rotation import rotate
+
     async with opened_node(args) as node:
         report = await rotate(
             node.registry,
@@ -88,6 +84,18 @@ def _print_report(handle: str, report: Report) -> None:
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from resolver.verification import (
+        VerifyError,
+        homed_or,
+        http_fetch,
+        load_trust_root,
+        local_fetch,
+        verify_with,
+    )
+    from sync.state import load_registration
+
     try:
         roots = [load_trust_root(Path(p)) for p in args.trust_root or ()]
         if args.server:

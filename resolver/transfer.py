@@ -1,26 +1,32 @@
 """Bulk import and export as JSON Lines: one ``{"handle": ..., "values": [...]}`` per line.
 
 Import commits one transaction per batch and is idempotent (unchanged records are left
-alone), so an interrupted import is simply run again. Export writes secrets sealed.
+alone), so an interrupted import is simply run again. Its CPU-bound half — parsing,
+validating, signing and encoding each record (:mod:`registry.bulk`) — runs in a pool of
+worker processes, one per core, several batches ahead of the transactions, which commit
+in file order on the store's writer thread. Export writes secrets sealed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TextIO
 
 import orjson
 from tqdm import tqdm
 
-from registry.errors import HandleError, ProtocolError
-from registry.model.identifiers import Identifier, parse
-from registry.model.jsonvalues import value_from_json, value_to_json
-from registry.model.values import Value
-from registry.service import ImportResult, Registry
+from registry.bulk import BulkSpec, Prepared, Preparer, init_worker, prepare_in_worker
+from registry.errors import HandleError
+from registry.model.jsonvalues import value_to_json
+from registry.service import ImportItemError, ImportResult, Registry
 from registry.store.base import Store
 
 
@@ -32,6 +38,7 @@ class ImportReport:
     replaced: int = 0
     unchanged: int = 0
     seconds: float = 0.0
+    workers: int = 0  # worker processes that prepared batches (0: this process alone)
 
     @property
     def rate(self) -> float:
@@ -49,70 +56,136 @@ class ImportLineError(HandleError):
         self.response_code = exc.response_code
 
 
-def parse_line(text: str) -> tuple[Identifier, list[Value]]:
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"invalid JSON: {exc}") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("handle"), str):
-        raise ProtocolError('expected {"handle": "...", "values": [...]}')
-    values = obj.get("values", [])
-    if not isinstance(values, list):
-        raise ProtocolError("values must be an array")
-    return parse(obj["handle"]), [value_from_json(v, keep_timestamp=True) for v in values]
+def default_workers() -> int:
+    """Worker processes for an import: one per usable core (none on a single core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores if cores and cores > 1 else 0
+
+
+class _Pipeline:
+    """Batches through two stages: preparation (worker processes, or this process when
+    ``workers`` is 0 or the input is one batch), then their transactions, one at a time and
+    in order. A batch is committed only after every batch before it, and a bad line or a
+    failing transaction stops everything behind it."""
+
+    def __init__(self, registry: Registry, workers: int, report: ImportReport, bar: tqdm) -> None:
+        self.registry = registry
+        self.workers = workers
+        self.report = report
+        self.bar = bar
+        self.ahead = 2 * max(1, workers)  # batches prepared or preparing beyond the committing one
+        self.pool: ProcessPoolExecutor | None = None
+        self.pool_spec: BulkSpec | None = None
+        self.retired: list[ProcessPoolExecutor] = []  # pools of an older key, finishing
+        self.local: Preparer | None = None
+        self.preparing: deque[tuple[list[int], list[str | bytes], asyncio.Future[Prepared]]] = (
+            deque()
+        )
+        self.committing: tuple[list[int], asyncio.Task[ImportResult]] | None = None
+
+    async def submit(self, numbers: list[int], lines: list[str | bytes], more: bool) -> None:
+        """Prepare a batch (the lines ``numbers`` of the file); ``more``: batches follow."""
+        spec = self.registry.bulk_spec()  # the current signing key: a rotation shows here
+        now = int(self.registry.clock())
+        loop = asyncio.get_running_loop()
+        if self.workers and (more or self.pool is not None):
+            if spec != self.pool_spec:
+                if self.pool is not None:  # the key changed: its batches still complete
+                    self.pool.shutdown(wait=False)
+                    self.retired.append(self.pool)
+                self.pool = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),  # no fork of our threads
+                    initializer=init_worker,
+                    initargs=(spec,),
+                )
+                self.pool_spec = spec
+                self.report.workers = self.workers
+            assert self.pool is not None
+            future = loop.run_in_executor(self.pool, prepare_in_worker, lines, now)
+        else:
+            if self.local is None or self.local.spec != spec:
+                self.local = Preparer(spec)
+            future = loop.create_future()
+            future.set_result(self.local.prepare(lines, now))
+        self.preparing.append((numbers, lines, future))
+        while len(self.preparing) > self.ahead:
+            await self.advance()
+
+    async def advance(self) -> None:
+        """Hand the oldest prepared batch to its transaction, once the previous one is done."""
+        numbers, lines, future = self.preparing.popleft()
+        prepared = (await future).with_lines(lines)
+        await self.settle()
+        if prepared.error is not None:
+            position, exc = prepared.error
+            raise ImportLineError(numbers[position], exc)
+        task = asyncio.create_task(self.registry.import_prepared(prepared))
+        self.committing = (numbers, task)
+
+    async def settle(self) -> None:
+        """Wait for the committing batch and count it."""
+        if self.committing is None:
+            return
+        (numbers, task), self.committing = self.committing, None
+        try:
+            result = await task
+        except ImportItemError as exc:
+            raise ImportLineError(numbers[exc.position], exc.error) from None
+        self.report.batches += 1
+        self.report.created += result.created
+        self.report.replaced += result.replaced
+        self.report.unchanged += result.unchanged
+        self.bar.update(result.created + result.replaced + result.unchanged)
+
+    async def finish(self) -> None:
+        while self.preparing:
+            await self.advance()
+        await self.settle()
+
+    async def close(self) -> None:
+        for _, _, future in self.preparing:
+            future.cancel()
+        if self.committing is not None:
+            self.committing[1].cancel()  # the transaction itself still completes
+        pools = [*self.retired, *([self.pool] if self.pool is not None else [])]
+        self.pool, self.retired = None, []
+        for pool in pools:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 async def import_lines(
     registry: Registry,
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     *,
     batch: int = 1000,
     progress: bool = False,
     total: int | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
+    """Import JSON lines, ``batch`` records per transaction, prepared by ``workers``
+    processes (default: one per core; 0: in this process)."""
     report = ImportReport()
     started = time.perf_counter()
     bar = tqdm(total=total, unit="rec", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    pending: list[tuple[Identifier, list[Value]]] = []
-    # One batch commits (on the store's writer thread) while the next one is parsed here.
-    in_flight: asyncio.Task[ImportResult] | None = None
-
-    async def settle() -> None:
-        nonlocal in_flight
-        if in_flight is None:
-            return
-        task, in_flight = in_flight, None
-        result = await task
-        report.batches += 1
-        report.created += result.created
-        report.replaced += result.replaced
-        report.unchanged += result.unchanged
-        bar.update(result.created + result.replaced + result.unchanged)
-
-    async def flush() -> None:
-        nonlocal in_flight, pending
-        await settle()
-        if pending:
-            in_flight = asyncio.create_task(registry.import_records(pending))
-            pending = []
-
+    pipeline = _Pipeline(registry, default_workers() if workers is None else workers, report, bar)
+    numbers: list[int] = []
+    pending: list[str | bytes] = []
     try:
         for number, text in enumerate(lines, start=1):
-            if not text.strip():
+            if not text or text.isspace():  # blank (no copy made, unlike strip())
                 continue
-            try:
-                pending.append(parse_line(text))
-            except HandleError as exc:
-                await settle()  # the batches before this line are committed
-                raise ImportLineError(number, exc) from None
+            if len(pending) >= batch:  # a full batch, and more follow
+                await pipeline.submit(numbers, pending, more=True)
+                numbers, pending = [], []
+            numbers.append(number)
+            pending.append(text)
             report.lines += 1
-            if len(pending) >= batch:
-                await flush()
-        await flush()
-        await settle()
+        if pending:
+            await pipeline.submit(numbers, pending, more=False)
+        await pipeline.finish()
     finally:
-        if in_flight is not None:
-            in_flight.cancel()
+        await pipeline.close()
         bar.close()
     report.seconds = time.perf_counter() - started
     return report

@@ -6,16 +6,22 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resolver.cliutil import opened_node
 from resolver.config import ConfigError
-from resolver.node import Node
-from sync.register import RegistrationError, register
 from sync.state import load_registration, load_status
+
+if TYPE_CHECKING:
+    from resolver.node import Node
+
+# The node and aiohttp are imported by the commands that use them: importing the command
+# line stays cheap (bulk import's worker processes import it again).
 
 
 async def cmd_register(args: argparse.Namespace) -> int:
+    from sync.register import RegistrationError, register
+
     async with opened_node(args) as node:
         try:
             reg = await register(node, args.toplevel, args.app_id, args.public_url)

@@ -344,7 +344,8 @@ async def test_export_import_round_trip_and_idempotence(node8: Path, tmp_path: P
 
     target = tmp_path / "copy"
     fresh_node_like(node8, target)
-    out = ok(cli("import", dump, "--data", target, "--quiet"))
+    # Small batches: several, so worker processes prepare them.
+    out = ok(cli("import", dump, "--data", target, "--quiet", "--batch-size", "2"))
     assert "9 created, 0 replaced, 0 unchanged" in out
     first = export(target)
     # Every record, value, timestamp and secret is reproduced; the copy signs the records
@@ -352,7 +353,7 @@ async def test_export_import_round_trip_and_idempotence(node8: Path, tmp_path: P
     assert client_part(opened(first, target)) == client_part(opened(exported, node8))
     assert_node_values([json.loads(line) for line in first.splitlines()])
 
-    out = ok(cli("import", dump, "--data", target, "--quiet"))
+    out = ok(cli("import", dump, "--data", target, "--quiet", "--batch-size", "2"))
     assert "0 created, 0 replaced, 9 unchanged" in out
     assert export(target) == first  # byte for byte: nothing changed, not even timestamps
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from registry.model.identifiers import handle_key
 from registry.model.values import PERM_DEFAULT, Reference, Value
@@ -696,6 +697,21 @@ def test_rfc8037_ed25519_vector() -> None:
     head, body, sig = text.split(".")
     assert verify_signature(jwk, "EdDSA", f"{head}.{body}".encode(), b64url_decode(sig))
     assert jwk_thumbprint(jwk) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+def test_ed25519_signatures_are_rfc8037s_and_openssls() -> None:
+    """Ed25519 keys sign with libsodium: RFC 8037 A.4's signature for its key and input, and
+    for any input the very bytes OpenSSL makes (Ed25519 is deterministic)."""
+    d = b64url_decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(d)
+    key = SigningKey(private)
+    signing_input = b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc"
+    assert b64url_encode(key.sign(signing_input)) == (
+        "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+    )
+    for n in (0, 1, 63, 64, 65, 600, 10_000):
+        data = os.urandom(n)
+        assert key.sign(data) == private.sign(data)
 
 
 # --- keys ------------------------------------------------------------------------------------

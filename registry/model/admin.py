@@ -59,7 +59,7 @@ class AdminData:
 
 
 def rights_from_text(text: str) -> int:
-    if len(text) != 12 or any(c not in "01" for c in text):
+    if len(text) != 12 or text.strip("01"):  # twelve characters, all 0 or 1
         raise InvalidValue(f"Invalid admin permissions {text!r}: expected twelve 0/1 digits")
     return int(text, 2)
 

@@ -106,3 +106,9 @@ def served_prefix(ident: Identifier) -> str:
     with ``88.118.8`` too (a node is home for its prefixes' own records).
     """
     return ident.local if ident.is_prefix_handle else ident.prefix
+
+
+def homed_in(ident: Identifier, homed_keys: tuple[str, ...]) -> bool:
+    """Whether a node homed on the prefixes ``homed_keys`` (keys) is home for ``ident``."""
+    key = handle_key(served_prefix(ident)) if ident.is_prefix_handle else ident.prefix_key
+    return any(is_within(key, h) for h in homed_keys)

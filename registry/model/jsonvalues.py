@@ -14,6 +14,7 @@ import calendar
 import re
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from registry.errors import HandleError, InvalidValue, ProtocolError
@@ -112,7 +113,14 @@ def value_to_json(value: Value, data: bytes | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------- input
 
 
+def _is_object(obj: Any) -> bool:
+    """A JSON object: a dict (checked first: the ABC check costs far more) or a Mapping."""
+    return type(obj) is dict or isinstance(obj, Mapping)
+
+
 def _int(obj: Any, what: str) -> int:
+    if type(obj) is int:  # the common case, first (bool is an int, but not of type int)
+        return obj
     if isinstance(obj, bool):
         raise ProtocolError(f"{what} must be an integer")
     if isinstance(obj, int):
@@ -132,14 +140,20 @@ def _str(obj: Any, what: str) -> str:
 
 
 def _admin_from_json(obj: Any) -> bytes:
-    if not isinstance(obj, Mapping):
+    if not _is_object(obj):
         raise ProtocolError("admin data must be an object with handle, index and permissions")
     handle = _str(obj.get("handle"), "admin handle")
     if not handle:
         raise InvalidValue("admin handle must not be empty")
     index = _int(obj.get("index"), "admin index")
     perms = obj.get("permissions", "111111111111")
-    bits = adm.rights_from_text(_str(perms, "admin permissions"))
+    return _admin_bytes(handle, index, _str(perms, "admin permissions"))
+
+
+@lru_cache(maxsize=1024)
+def _admin_bytes(handle: str, index: int, perms: str) -> bytes:
+    # Remembered: an import repeats the same few HS_ADMIN values on every record.
+    bits = adm.rights_from_text(perms)
     return adm.encode_admin(adm.AdminData(adm.AdminRef(index, handle), bits))
 
 
@@ -162,7 +176,7 @@ def data_from_json(obj: Any) -> bytes:
     """The bytes of a ``data`` field."""
     if isinstance(obj, str):
         return obj.encode("utf-8")
-    if not isinstance(obj, Mapping):
+    if not _is_object(obj):
         raise ProtocolError("data must be a string or an object with format and value")
     fmt = obj.get("format")
     if not isinstance(fmt, str):
@@ -203,10 +217,11 @@ def data_from_json(obj: Any) -> bytes:
     raise ProtocolError(f"Unknown data format {fmt!r}"[:200])
 
 
-def value_from_json(obj: Any, keep_timestamp: bool = False) -> Value:
+def value_from_json(obj: Any, keep_timestamp: bool = False, default_timestamp: int = 0) -> Value:
     """Parse one client value. Timestamps are the server's and are ignored, except when
-    ``keep_timestamp`` (restoring an export)."""
-    if not isinstance(obj, Mapping):
+    ``keep_timestamp`` (restoring an export); a value without one (or ignoring it) gets
+    ``default_timestamp``."""
+    if not _is_object(obj):
         raise ProtocolError("Each value must be a JSON object")
     if "index" not in obj:
         raise ProtocolError("Value has no index")
@@ -216,13 +231,17 @@ def value_from_json(obj: Any, keep_timestamp: bool = False) -> Value:
     vtype = _str(obj.get("type"), f"type of value {index}")
     if "data" not in obj:
         raise ProtocolError(f"Value {index} has no data")
-    try:
-        data = data_from_json(obj["data"])
-    except HandleError as exc:
-        exc.message = f"Value {index}: {exc.message}"
-        raise
-    ttl = _int(obj.get("ttl", DEFAULT_TTL), "ttl")
-    ttl_type = _int(obj.get("ttlType", TTL_RELATIVE), "ttlType")
+    raw = obj["data"]
+    if type(raw) is str:
+        data = raw.encode("utf-8")
+    else:
+        try:
+            data = data_from_json(raw)
+        except HandleError as exc:
+            exc.message = f"Value {index}: {exc.message}"
+            raise
+    ttl = _int(obj["ttl"], "ttl") if "ttl" in obj else DEFAULT_TTL
+    ttl_type = _int(obj["ttlType"], "ttlType") if "ttlType" in obj else TTL_RELATIVE
     perms = obj.get("permissions")
     permissions = (
         PERM_DEFAULT if perms is None else permissions_from_text(_str(perms, "permissions"))
@@ -239,17 +258,10 @@ def value_from_json(obj: Any, keep_timestamp: bool = False) -> Value:
                 _str(r.get("handle"), "reference handle"), _int(r.get("index"), "reference index")
             )
         )
-    stamp = obj.get("timestamp")
-    timestamp = parse_iso_time(stamp) if keep_timestamp and stamp is not None else 0
+    stamp = obj.get("timestamp") if keep_timestamp else None
+    timestamp = parse_iso_time(stamp) if stamp is not None else 0
     value = Value(
-        index=index,
-        type=vtype,
-        data=data,
-        ttl=ttl,
-        ttl_type=ttl_type,
-        timestamp=timestamp,
-        permissions=permissions,
-        references=tuple(refs),
+        index, vtype, data, ttl, ttl_type, timestamp or default_timestamp, permissions, tuple(refs)
     )
     check_value(value)
     return value

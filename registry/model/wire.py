@@ -8,7 +8,7 @@ Digests for signatures, the native protocol and the store's record blob all use 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from registry.errors import InvalidValue
 from registry.model.values import Reference, Value
@@ -80,7 +80,11 @@ def decode_value(buf: bytes, offset: int = 0) -> tuple[Value, int]:
 
 def encode_values(values: Iterable[Value]) -> bytes:
     """A value list: ``count:u32`` then each value."""
-    encoded = [encode_value(v) for v in values]
+    return join_values([encode_value(v) for v in values])
+
+
+def join_values(encoded: Sequence[bytes]) -> bytes:
+    """The value list of values already encoded one by one (:func:`encode_value`)."""
     return _U32.pack(len(encoded)) + b"".join(encoded)
 
 
@@ -95,8 +99,3 @@ def decode_values(buf: bytes) -> tuple[Value, ...]:
         value, offset = decode_value(buf, offset)
         out.append(value)
     return tuple(out)
-
-
-def digest_input(value: Value) -> bytes:
-    """What a value's signature digest covers: its encoding without index and timestamp."""
-    return encode_value(value)[8:]

@@ -13,8 +13,16 @@ import re
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]*")
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url_bytes(raw: bytes) -> bytes:
+    """:func:`b64url_encode`, as ASCII bytes."""
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
 def b64url_encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return b64url_bytes(raw).decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:

@@ -18,9 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from registry.model.values import DEFAULT_TTL, PERM_DEFAULT, Reference, Value
+from registry.model.values import DEFAULT_TTL, PERM_DEFAULT, TTL_RELATIVE, Reference, Value
 from registry.signing import jws
-from registry.signing.digests import HS_SIGNATURE, digests_claim, is_signature, signed_values
+from registry.signing.digests import (
+    HS_SIGNATURE,
+    digests_claim,
+    is_signature,
+    is_signed,
+    signed_values,
+)
 from registry.signing.keys import SigningKey, public_key_from_jwk
 from registry.signing.payloads import identity_key, parse_identity
 from registry.signing.perms import PERMS
@@ -78,7 +84,20 @@ def signature_claims(
     issuer's certificate in the issuer's own handle.
     """
     _check_identity(issuer, "issuer")
-    claims: dict[str, Any] = {"digests": digests_claim(signed_values(values))}
+    return _signature_payload(
+        handle, digests_claim(signed_values(values)), issuer, now, validity, chain
+    )
+
+
+def _signature_payload(
+    handle: str,
+    digests: dict[str, Any],
+    issuer: str,
+    now: int,
+    validity: int,
+    chain: Sequence[str] | None,
+) -> dict[str, Any]:
+    claims: dict[str, Any] = {"digests": digests}
     if chain:
         claims["chain"] = list(chain)
     return claims | {"iss": issuer, "sub": handle} | _times(now, validity)
@@ -185,19 +204,39 @@ class Signer:
         iss = signature_issuer(value.data)
         return iss is not None and identity_key(iss) in self._own
 
-    def sign_values(self, handle: str, values: Sequence[Value], now: int) -> tuple[Value, ...]:
+    def sign_values(
+        self, handle: str, values: Sequence[Value], now: int, *, timestamp: int = 0
+    ) -> tuple[Value, ...]:
+        """``values`` without our old signatures, plus a fresh one (stamped ``timestamp``)."""
         kept = [v for v in values if not self.owns(v)]
-        if not signed_values(kept):
-            return tuple(kept)  # nothing public to vouch for
-        text = sign_record(handle, kept, self.key, self.issuer, now, self.validity, self.chain)
-        signature = Value(
-            index=first_free_index(kept),
-            type=HS_SIGNATURE,
-            data=text.encode("utf-8"),
-            ttl=DEFAULT_TTL,
-            permissions=PERM_DEFAULT,
-        )
-        return (*kept, signature)
+        signature = self.signature(handle, kept, now, timestamp=timestamp)
+        return tuple(kept) if signature is None else (*kept, signature)
+
+    def signature(
+        self,
+        handle: str,
+        values: Sequence[Value],
+        now: int,
+        *,
+        timestamp: int = 0,
+        encoded: Sequence[bytes] | None = None,
+    ) -> Value | None:
+        """The HS_SIGNATURE value over ``values`` (which hold none of ours), at their first
+        free index ≥ 400; None when none of them is public. ``encoded``: the values' wire
+        encodings, one per value, when the caller has them already (bulk import)."""
+        if encoded is None:
+            signed = signed_values(values)
+            digests = digests_claim(signed)
+        else:
+            pairs = [(v, e) for v, e in zip(values, encoded, strict=True) if is_signed(v)]
+            signed = [v for v, _ in pairs]
+            digests = digests_claim(signed, [e for _, e in pairs])
+        if not signed:
+            return None  # nothing public to vouch for
+        payload = _signature_payload(handle, digests, self.issuer, now, self.validity, self.chain)
+        data = jws.encode_bytes({}, payload, self.key)
+        index = first_free_index(values)
+        return Value(index, HS_SIGNATURE, data, DEFAULT_TTL, TTL_RELATIVE, timestamp, PERM_DEFAULT)
 
 
 def signing_rate(alg: str, n: int = 200) -> float:

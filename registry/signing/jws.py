@@ -9,11 +9,12 @@ because these texts come from records anyone may have written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from registry.signing._b64 import b64url_decode, b64url_encode
+from registry.signing._b64 import b64url_bytes, b64url_decode
 from registry.signing.keys import SigningKey
 
 MAX_JWS_CHARS = 64 * 1024  # far above any signature or certificate; a bound on the work
@@ -43,13 +44,25 @@ class Jws:
 def encode(header: dict[str, Any], payload: dict[str, Any], key: SigningKey) -> str:
     """Sign ``payload`` with ``key``; the header starts with ``alg`` (the key's) as Handle's
     does, followed by any other members given."""
+    return encode_bytes(header, payload, key).decode("ascii")
+
+
+def encode_bytes(header: dict[str, Any], payload: dict[str, Any], key: SigningKey) -> bytes:
+    """:func:`encode`, as ASCII bytes (as values hold it)."""
     if header.get("alg", key.alg) != key.alg:
         raise ValueError(f"header alg {header['alg']!r} does not match the {key.alg} key")
     protected = {"alg": key.alg, **{k: v for k, v in header.items() if k != "alg"}}
-    signing_input = (
-        b64url_encode(orjson.dumps(protected)) + "." + b64url_encode(orjson.dumps(payload))
-    ).encode("ascii")
-    return signing_input.decode("ascii") + "." + b64url_encode(key.sign(signing_input))
+    signing_input = b"%s.%s" % (
+        _protected(orjson.dumps(protected)),
+        b64url_bytes(orjson.dumps(payload)),
+    )
+    return b"%s.%s" % (signing_input, b64url_bytes(key.sign(signing_input)))
+
+
+@lru_cache(maxsize=64)
+def _protected(header: bytes) -> bytes:
+    """The encoded protected header (nearly always ``{"alg":...}``: worth remembering)."""
+    return b64url_bytes(header)
 
 
 def _json_object(part: str, what: str) -> dict[str, Any]:

@@ -9,13 +9,20 @@ request and every import batch atomic and serialisable without locks in the call
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
-from registry.model.values import Value
+from registry.model.values import Value, type_key
+from registry.model.wire import decode_values, encode_values
 
 R = TypeVar("R")
+
+# Values indexed for reverse lookup: text data up to this many bytes.
+MAX_LOOKUP_BYTES = 1024
+
+_type_key = lru_cache(maxsize=4096)(type_key)  # a bulk import folds the same few types
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,41 @@ class Put:
 
     key: str
     record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A record in the form stores write it: the wire encoding of its values and its
+    reverse-lookup entries. Made ahead of the transaction when that saves work there (bulk
+    import makes it in worker processes); :meth:`of` is the one definition."""
+
+    handle: str
+    vals: bytes  # registry.model.wire.encode_values(record.values)
+    lookup: tuple[tuple[str, str], ...]  # lookup_entries(record.values)
+
+    @classmethod
+    def of(cls, record: Record) -> Encoded:
+        return cls.from_values(record.handle, record.values)
+
+    @classmethod
+    def from_values(
+        cls, handle: str, values: Sequence[Value], vals: bytes | None = None
+    ) -> Encoded:
+        """``vals``: the values' wire encoding, when the caller has it already."""
+        if vals is None:
+            vals = encode_values(values)
+        return cls(handle, vals, tuple(lookup_entries(values)))
+
+    def record(self) -> Record:
+        return Record(self.handle, decode_values(self.vals))
+
+
+@dataclass(frozen=True, slots=True)
+class PutEncoded:
+    """:class:`Put` with the record already encoded."""
+
+    key: str
+    encoded: Encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +106,7 @@ class Tally:
     resolutions: int = 0
 
 
-Change = Put | Delete | Report | Tally
+Change = Put | PutEncoded | Delete | Report | Tally
 
 STAT_FIELDS = ("registrations", "updates", "deletions", "resolutions")
 
@@ -85,6 +127,19 @@ class OutboxSummary:
     pending: int
     oldest: float | None  # creation time of the oldest pending item
     dead: int  # items the top-level refused for good (kept for the operator)
+
+
+def lookup_entries(values: Sequence[Value]) -> Iterator[tuple[str, str]]:
+    """(type key, text) of the values reverse lookup can find: not HS_ types, short UTF-8."""
+    for value in values:
+        vtype = _type_key(value.type)
+        if vtype.startswith("HS_") or len(value.data) > MAX_LOOKUP_BYTES:
+            continue
+        try:
+            text = value.data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        yield vtype, text
 
 
 # A mutation gets the current records (absent keys are missing from the mapping) and returns

@@ -10,6 +10,7 @@ item rolls back to its savepoint without touching the others.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -23,16 +24,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from registry.errors import ServerError
-from registry.model.values import Value, type_key
-from registry.model.wire import decode_values, encode_values
+from registry.model.wire import decode_values
 from registry.store.base import (
     STAT_FIELDS,
     Change,
     Delete,
+    Encoded,
     Mutation,
     OutboxItem,
     OutboxSummary,
     Put,
+    PutEncoded,
     Record,
     Report,
     Tally,
@@ -48,8 +50,6 @@ MAX_GROUP = 256
 IN_CHUNK = 500
 # Seconds reported statistics rows are kept (totals then cover this long a period).
 STATS_RETENTION = 400 * 86400
-# Values indexed for reverse lookup: text data up to this many bytes.
-MAX_LOOKUP_BYTES = 1024
 
 _SELECT_RECORDS = "SELECT key, handle, vals FROM handles WHERE key IN ({})"
 
@@ -450,50 +450,31 @@ def _run_item(conn: sqlite3.Connection, item: _WriteItem) -> Any:
     assert item.mutation is not None
     records = _select_records(conn, list(dict.fromkeys(item.keys)))
     changes, result = item.mutation(records)
-    for change in changes:
-        _apply(conn, change)
+    _apply(conn, changes)
     return result
 
 
-def _apply(conn: sqlite3.Connection, change: Change) -> None:
-    if isinstance(change, Put):
-        key = change.key
-        if _upper(change.record.handle) != key:
-            raise ValueError(f"Put key {key!r} is not the key of {change.record.handle!r}")
-        prefix = _prefix_of(key)
-        blob = encode_values(change.record.values)
-        existed = conn.execute("SELECT 1 FROM handles WHERE key = ?", (key,)).fetchone()
-        if existed is None:
-            conn.execute(
-                "INSERT INTO handles(key, handle, prefix, vals) VALUES (?, ?, ?, ?)",
-                (key, change.record.handle, prefix, blob),
-            )
-            conn.execute(
-                "INSERT INTO prefix_counts(prefix, n) VALUES (?, 1)"
-                " ON CONFLICT(prefix) DO UPDATE SET n = n + 1",
-                (prefix,),
-            )
+def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+    """Apply ``changes`` in order; each run of puts with a few statements for all of it."""
+    puts: dict[str, Encoded] = {}  # the run of puts so far; the last put of a key wins
+    for change in changes:
+        if isinstance(change, Put):
+            puts[change.key] = Encoded.of(change.record)
+        elif isinstance(change, PutEncoded):
+            puts[change.key] = change.encoded
+        elif isinstance(change, Delete):
+            _put_all(conn, puts)
+            puts = {}
+            _delete(conn, change.key)
+        elif isinstance(change, Tally | Report):
+            _report(conn, change)  # order with puts does not matter: other tables
         else:
-            conn.execute(
-                "UPDATE handles SET handle = ?, vals = ? WHERE key = ?",
-                (change.record.handle, blob, key),
-            )
-            conn.execute("DELETE FROM lookup WHERE key = ?", (key,))
-        rows = [(t, d, key, prefix) for t, d in _lookup_entries(change.record.values)]
-        if rows:
-            # OR IGNORE: two values of one record may share type and data.
-            conn.executemany(
-                "INSERT OR IGNORE INTO lookup(type, data, key, prefix) VALUES (?, ?, ?, ?)",
-                rows,
-            )
-    elif isinstance(change, Delete):
-        key = change.key
-        if conn.execute("DELETE FROM handles WHERE key = ?", (key,)).rowcount:
-            prefix = _prefix_of(key)
-            conn.execute("UPDATE prefix_counts SET n = n - 1 WHERE prefix = ?", (prefix,))
-            conn.execute("DELETE FROM prefix_counts WHERE prefix = ? AND n <= 0", (prefix,))
-            conn.execute("DELETE FROM lookup WHERE key = ?", (key,))
-    elif isinstance(change, Tally):
+            raise TypeError(f"Not a store change: {change!r}")
+    _put_all(conn, puts)
+
+
+def _report(conn: sqlite3.Connection, change: Tally | Report) -> None:
+    if isinstance(change, Tally):
         counts = [getattr(change, f) for f in STAT_FIELDS]
         conn.execute(
             "INSERT INTO stats(prefix, start, seconds, registrations, updates, deletions,"
@@ -506,13 +487,11 @@ def _apply(conn: sqlite3.Connection, change: Change) -> None:
             " reported = 0",
             (change.prefix, change.start, change.seconds, *counts),
         )
-    elif isinstance(change, Report):
+    else:
         conn.execute(
             "INSERT INTO outbox(prefix, kind, body, created) VALUES (?, ?, ?, ?)",
             (change.prefix, change.kind, json.dumps(dict(change.body)), time.time()),
         )
-    else:
-        raise TypeError(f"Not a store change: {change!r}")
 
 
 def _close_stats(conn: sqlite3.Connection, before: int) -> int:
@@ -550,17 +529,54 @@ def _outbox_done(conn: sqlite3.Connection, delivered: Sequence[int], dead: dict[
     conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in gone])
 
 
-def _lookup_entries(values: Sequence[Value]) -> Iterator[tuple[str, str]]:
-    """(type key, text) of the values reverse lookup can find: not HS_ types, short UTF-8."""
-    for value in values:
-        vtype = type_key(value.type)
-        if vtype.startswith("HS_") or len(value.data) > MAX_LOOKUP_BYTES:
-            continue
-        try:
-            text = value.data.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        yield vtype, text
+def _put_all(conn: sqlite3.Connection, puts: dict[str, Encoded]) -> None:
+    """Create or replace these records (key → record)."""
+    if not puts:
+        return
+    keys = sorted(puts)  # B-tree inserts in key order touch the fewest pages
+    prefixes = {}
+    for key in keys:
+        if _upper(puts[key].handle) != key:
+            raise ValueError(f"Put key {key!r} is not the key of {puts[key].handle!r}")
+        prefixes[key] = _prefix_of(key)
+    existing: set[str] = set()
+    for chunk in _chunks(keys):
+        sql = "SELECT key FROM handles WHERE key IN ({})".format(",".join("?" * len(chunk)))
+        existing.update(row[0] for row in conn.execute(sql, tuple(chunk)))
+    created = [key for key in keys if key not in existing]
+    if created:
+        conn.executemany(
+            "INSERT INTO handles(key, handle, prefix, vals) VALUES (?, ?, ?, ?)",
+            [(key, puts[key].handle, prefixes[key], puts[key].vals) for key in created],
+        )
+        counts = collections.Counter(prefixes[key] for key in created)
+        conn.executemany(
+            "INSERT INTO prefix_counts(prefix, n) VALUES (?, ?)"
+            " ON CONFLICT(prefix) DO UPDATE SET n = n + excluded.n",
+            sorted(counts.items()),
+        )
+    if existing:
+        replaced = sorted(existing)
+        conn.executemany(
+            "UPDATE handles SET handle = ?, vals = ? WHERE key = ?",
+            [(puts[key].handle, puts[key].vals, key) for key in replaced],
+        )
+        conn.executemany("DELETE FROM lookup WHERE key = ?", [(key,) for key in replaced])
+    # OR IGNORE: two values of one record may share type and data.
+    rows = [(vtype, text, key, prefixes[key]) for key in keys for vtype, text in puts[key].lookup]
+    if rows:
+        rows.sort()
+        conn.executemany(
+            "INSERT OR IGNORE INTO lookup(type, data, key, prefix) VALUES (?, ?, ?, ?)", rows
+        )
+
+
+def _delete(conn: sqlite3.Connection, key: str) -> None:
+    if conn.execute("DELETE FROM handles WHERE key = ?", (key,)).rowcount:
+        prefix = _prefix_of(key)
+        conn.execute("UPDATE prefix_counts SET n = n - 1 WHERE prefix = ?", (prefix,))
+        conn.execute("DELETE FROM prefix_counts WHERE prefix = ? AND n <= 0", (prefix,))
+        conn.execute("DELETE FROM lookup WHERE key = ?", (key,))
 
 
 def _upper(text: str) -> str:
