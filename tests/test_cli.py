@@ -477,3 +477,33 @@ def test_unreadable_and_unwritable_files_are_clear_errors(node8: Path, tmp_path:
     )
     for result in results:
         assert "No such file or directory" in fails(result)
+
+
+# ------------------------------------------------------------------ import reports (sync)
+
+
+async def test_bulk_import_queues_its_reports_in_its_transactions(
+    node8: Path, tmp_path: Path
+) -> None:
+    """The parallel import path reports like every other write: the enterprise prefixes it
+    creates go to the outbox, and its identifiers are counted as registrations."""
+    dump = tmp_path / "more.jsonl"
+    prefix = {"handle": "0.NA/88.118.30", "values": [{"index": 1, "type": "DESC", "data": "p"}]}
+    items = [
+        {"handle": f"88.118.30/I{n}", "values": [{"index": 1, "type": "URL", "data": f"u{n}"}]}
+        for n in range(25)
+    ]
+    dump.write_text("\n".join(json.dumps(x) for x in [prefix, *items]) + "\n", encoding="utf-8")
+    done = cli("import", dump, "--data", node8, "--quiet", "--batch-size", "10")
+    assert done.returncode == 0, done.stderr
+    assert cli("import", dump, "--data", node8, "--quiet").returncode == 0  # unchanged: no-op
+    node = await Node.open(load(node8))
+    try:
+        bodies = [i.body for i in await node.store.outbox_peek(100) if i.kind == "prefix"]
+        totals = await node.store.stats_totals()
+    finally:
+        await node.close()
+    assert {"op": "create", "prefix": "88.118.30"} in bodies
+    assert len([b for b in bodies if b["prefix"] == "88.118.30"]) == 1
+    assert totals["88.118.30"]["registrations"] == 25
+    assert totals["88.118.30"]["updates"] == 0
