@@ -24,8 +24,11 @@ from registry.model.identifiers import Identifier, parse, prefix_handle
 from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
 from registry.service import Registry
 
+# Query and Answer are made on every resolution, so they are plain slotted classes: a frozen
+# dataclass costs four times as much to construct. Treat them as immutable.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Query:
     """A resolution request. ``types`` and ``indexes`` are OR-ed filters (empty: all)."""
 
@@ -37,18 +40,42 @@ class Query:
     who: Principal | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Answer:
     """The matched values in stored order; ``handle`` echoes the query as sent.
 
     ``whole`` means the values are exactly the cached entry's public view, so a transport
-    may send its memoised rendering of ``entry`` instead of rendering ``values`` again."""
+    may send its memoised rendering of ``entry`` instead of rendering ``values`` again (and
+    ``values`` is then only decoded if something asks for it)."""
 
-    handle: str
-    ident: Identifier
-    values: tuple[Value, ...]
-    entry: CacheEntry | None = None
-    whole: bool = False
+    __slots__ = ("_values", "entry", "handle", "ident", "whole")
+
+    def __init__(
+        self,
+        handle: str,
+        ident: Identifier,
+        values: tuple[Value, ...] | None,
+        entry: CacheEntry | None = None,
+        whole: bool = False,
+    ) -> None:
+        self.handle = handle
+        self.ident = ident
+        self._values = values
+        self.entry = entry
+        self.whole = whole
+
+    @property
+    def values(self) -> tuple[Value, ...]:
+        if self._values is None:
+            assert self.entry is not None
+            self._values = self.entry.public
+        return self._values
+
+    @property
+    def empty(self) -> bool:
+        """No value matched (or none may be shown)."""
+        if self._values is None and self.entry is not None:
+            return not self.entry.any_public
+        return not self.values
 
 
 def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> bool:
@@ -97,14 +124,15 @@ class Resolver:
         ident = self.identify(query.handle)
         self.registry.require_homed(ident)
         entry = await self.registry.records.get(ident.key, bypass=query.authoritative)
-        record = entry.record
-        if record is None:
+        if not entry.found:
             raise HandleNotFound()
         filtered = bool(query.types or query.indexes)
         if not filtered and (
             entry.all_public or (query.who is None and query.public_only is not False)
         ):
-            return Answer(query.handle, ident, entry.public, entry, whole=True)
+            return Answer(query.handle, ident, None, entry, whole=True)
+        record = entry.record
+        assert record is not None
         if filtered:
             matched = [v for v in record.values if matches(v, query.types, query.indexes)]
         else:

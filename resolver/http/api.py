@@ -28,7 +28,7 @@ from resolver.core import Query
 from resolver.http import params
 from resolver.http.credentials import principal
 from resolver.http.keys import ECHO, NODE
-from resolver.http.respond import JSON_TYPE, json_response
+from resolver.http.respond import JSON_TYPE, cors, json_response
 
 API_HANDLES = "/api/handles/"
 
@@ -88,7 +88,11 @@ def values_from_body(body: Any) -> tuple[list[Value], str | None]:
 JSON_HEADERS = {"Content-Type": JSON_TYPE}
 
 
-def _render_public(entry: CacheEntry) -> bytes:
+PUBLIC_JSON = "json"  # the cache entry's rendering this API sends: its public values
+
+
+def render_public(entry: CacheEntry) -> bytes:
+    """The JSON array of ``entry``'s public values, as answers carry it."""
     return orjson.dumps([value_to_json(v) for v in entry.public])
 
 
@@ -114,11 +118,11 @@ async def get_handle(request: web.Request) -> web.Response:
             who=await principal(request, node, required=False),
         )
     answer = await node.resolver.resolve(query)
-    if not answer.values:
+    if answer.empty:
         return json_response({"responseCode": 200, "values": [], "handle": handle})
     if answer.whole and answer.entry is not None:
         # The hot path: the cached entry's public values, rendered once per entry.
-        values = answer.entry.render("json", _render_public)
+        values = answer.entry.render(PUBLIC_JSON, render_public)
         body = b'{"responseCode":1,"handle":' + orjson.dumps(handle) + b',"values":' + values
         return web.Response(body=body + b"}", headers=JSON_HEADERS)
     return json_response(
@@ -208,7 +212,7 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
         )
     # Everything: streamed in chunks, so memory stays bounded for millions of handles.
     total, chunks = await node.listings.stream_handles(prefix, who)
-    resp = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
+    resp = cors(request, web.StreamResponse(headers={"Content-Type": JSON_TYPE}))
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     head = {"responseCode": 1, "prefix": prefix, "totalCount": str(total)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -18,6 +18,22 @@ from registry.errors import (
 )
 
 JSON_TYPE = "application/json;charset=utf-8"
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+R = TypeVar("R", bound=web.StreamResponse)
+
+
+def cors(request: web.Request, response: R) -> R:
+    """``response`` with the CORS headers a request with an ``Origin`` gets (before it is
+    prepared: a handler streaming its answer calls this before ``prepare``)."""
+    origin = request.headers.get("Origin")
+    if origin and not response.prepared:
+        headers = response.headers
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = "Content-Length"
+        if request.method == "OPTIONS":
+            headers["Access-Control-Allow-Methods"] = ", ".join(METHODS)
+            headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    return response
 
 
 def json_response(
