@@ -85,9 +85,8 @@ class CacheEntry:
     @property
     def record(self) -> Record | None:
         if self._record is None and self._blob is not None:
-            handle, blob = self._blob
+            handle, blob = self._blob  # kept: Redis fills send it as it is
             self._record = Record(handle, decode_values(blob))
-            self._blob = None
         return self._record
 
     @property
@@ -98,6 +97,22 @@ class CacheEntry:
             assert record is not None
             self._public = tuple(v for v in record.values if v.public_read)
         return self._public
+
+    def encoded(self) -> tuple[str, bytes]:
+        """(handle, the values' wire encoding) of a found record, encoded once."""
+        if self._blob is None:
+            assert self._record is not None, "no record to encode"
+            self._blob = (self._record.handle, encode_values(self._record.values))
+        return self._blob
+
+    def compact(self) -> None:
+        """Keep the record encoded from now on (decoded again only if asked for): a cached
+        entry is then a few objects instead of a dozen, and the garbage collector's full
+        collections, which walk every object, stay short however many entries are held."""
+        if self.found:
+            self.encoded()
+            self._record = None
+            self._public = None
 
     def render(self, fmt: str, fn: Renderer) -> bytes:
         """``fn(self)`` computed once per format (e.g. the JSON array of public values)."""
@@ -142,10 +157,9 @@ def encode_entry(entry: CacheEntry) -> bytes:
     """The entry as Redis holds it: header, then (when found) the handle, the encoded values
     and every rendering made so far; a CRC-32 in the header covers all of it."""
     parts: list[bytes] = []
-    record = entry.record
-    if record is not None:
-        handle = record.handle.encode("utf-8")
-        values = encode_values(record.values)
+    if entry.found:
+        text, values = entry.encoded()
+        handle = text.encode("utf-8")
         parts += [_U32.pack(len(handle)), handle, _U32.pack(len(values)), values]
         parts.append(_U32.pack(len(entry.rendered)))
         for fmt, data in entry.rendered.items():
