@@ -123,7 +123,10 @@ class Resolver:
     async def resolve(self, query: Query) -> Answer:
         ident = self.identify(query.handle)
         self.registry.require_homed(ident)
-        entry = await self.registry.records.get(ident.key, bypass=query.authoritative)
+        records = self.registry.records
+        entry = None if query.authoritative else records.peek(ident.key)
+        if entry is None:
+            entry = await records.get(ident.key, bypass=query.authoritative)
         if not entry.found:
             raise HandleNotFound()
         filtered = bool(query.types or query.indexes)

@@ -49,29 +49,39 @@ class RecordCache:
         self._inflight: dict[tuple[str, int], asyncio.Future[CacheEntry]] = {}
         self._cleanup: set[asyncio.Task[None]] = set()
 
+    def peek(self, key: str) -> CacheEntry | None:
+        """The in-process tier's current entry for ``key``, or None: a hit without
+        awaiting anything (the hot path; :meth:`get` does everything else)."""
+        entry = self.local.get(key)
+        if (
+            entry is not None
+            and entry.gen == self.gens.get_slot(entry.slot)  # the entry knows its slot
+            and entry.expires_at > self.clock()
+        ):
+            if entry.found:
+                self.stats.local_hits += 1
+            else:
+                self.stats.negative_hits += 1
+            return entry
+        return None
+
     async def get(self, key: str, *, bypass: bool = False) -> CacheEntry:
-        """The entry for ``key`` (``entry.record`` is None when it does not exist)."""
+        """The entry for ``key`` (``entry.found`` is false when it does not exist)."""
         gens = self.gens
-        entry = None if bypass else self.local.get(key)
+        if bypass:  # auth=true: authoritative, straight from the store
+            gen = gens.get(key)
+            self.stats.bypasses += 1
+            record = await self.store.get(key)
+            return CacheEntry(key, record, gens.epoch, gen, 0.0)
+        entry = self.peek(key)
         if entry is not None:
-            # The hot path: the entry knows its slot, so no hashing of the key.
-            gen = gens.get_slot(entry.slot)
-            if entry.gen == gen and entry.expires_at > self.clock():
-                if entry.found:
-                    self.stats.local_hits += 1
-                else:
-                    self.stats.negative_hits += 1
-                return entry
-            self._refused(entry, gen)
+            return entry
+        offset = gens.slot_of(key)
+        gen = gens.get_slot(offset)
+        stale = self.local.get(key)
+        if stale is not None:
+            self._refused(stale, gen)
             self.local.discard(key)
-            offset = entry.slot
-        else:
-            offset = gens.slot_of(key)
-            gen = gens.get_slot(offset)
-            if bypass:  # auth=true: authoritative, straight from the store
-                self.stats.bypasses += 1
-                record = await self.store.get(key)
-                return CacheEntry(key, record, gens.epoch, gen, 0.0)
         flight = self._inflight.get((key, gen))
         if flight is not None:
             self.stats.coalesced += 1
