@@ -43,10 +43,6 @@ MAX_LOOKUP_BYTES = 1024
 # connection's statement cache holds every shape.
 MAX_BATCHES_IN_FLIGHT = 2
 BATCH_SHAPES = (1, 2, 4, 8, 16, 32, 64, 128, 256, IN_CHUNK)
-# Each reader connection's page cache (KiB, SQLite's default is 2 MiB): the records' b-tree
-# has ~12 MiB of interior pages at a million records; cached, a lookup reads one page (its
-# leaf) from the OS instead of two.
-READER_CACHE_KIB = 16384
 
 _SELECT_RECORDS = "SELECT key, handle, vals FROM handles WHERE key IN ({})"
 
@@ -155,7 +151,6 @@ class SQLiteStore:
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
-            conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
             self._local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
