@@ -35,7 +35,9 @@ API_HANDLES = "/api/handles/"
 
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
     """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
-    raw = request.raw_path.split("?", 1)[0]
+    raw = request.raw_path
+    if "?" in raw:
+        raw = raw.partition("?")[0]
     rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
     if "%" not in rest:
         return rest
@@ -86,6 +88,7 @@ def values_from_body(body: Any) -> tuple[list[Value], str | None]:
 
 
 JSON_HEADERS = {"Content-Type": JSON_TYPE}
+_ANSWER_HEAD, _ANSWER_VALUES = b'{"responseCode":1,"handle":', b',"values":'
 
 
 PUBLIC_JSON = "json"  # the cache entry's rendering this API sends: its public values
@@ -126,8 +129,8 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
         elif answer.whole and answer.entry is not None:
             # The hot path: the cached entry's public values, rendered once per entry.
             values = answer.entry.render(PUBLIC_JSON, render_public)
-            body = b'{"responseCode":1,"handle":' + orjson.dumps(handle) + b',"values":'
-            response = web.Response(body=body + values + b"}", headers=JSON_HEADERS)
+            body = b"".join((_ANSWER_HEAD, orjson.dumps(handle), _ANSWER_VALUES, values, b"}"))
+            response = web.Response(body=body, headers=JSON_HEADERS)
         else:
             values_json = [value_to_json(v) for v in answer.values]
             response = json_response({"responseCode": 1, "handle": handle, "values": values_json})
