@@ -1,6 +1,7 @@
 """The ceiling: a bare aiohttp handler that answers every ``GET /api/handles/...`` with one
 fixed body — a real resolution answer captured from idnode — under the same server settings
-as ``idnode serve`` (uvloop, AppRunner without access log, handler cancellation, backlog).
+as ``idnode serve`` (uvloop, AppRunner without access log, handler cancellation, backlog,
+the heap frozen after start-up).
 No Python web server on aiohttp can beat it, so idnode's figures are reported as fractions
 of it and compare across machines.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from resolver.server import run_until_signalled
+from resolver.server import run_until_signalled, settle_heap
 
 JSON_HEADERS = {"Content-Type": "application/json"}  # what idnode's hot path sends
 
@@ -35,6 +36,7 @@ def make_app(body: bytes) -> web.Application:
 async def serve(host: str, port: int, body: bytes) -> None:
     runner = web.AppRunner(make_app(body), access_log=None, handler_cancellation=True)
     await runner.setup()
+    settle_heap()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await run_until_signalled(runner, site, "ceiling")  # the same serving loop as idnode's
 

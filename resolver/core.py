@@ -26,8 +26,11 @@ from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
 from registry.service import Registry
 from sync.routing import Home, Remote
 
+# Query and Answer are made on every resolution, so they are plain slotted classes: a frozen
+# dataclass costs four times as much to construct. Treat them as immutable.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Query:
     """A resolution request. ``types`` and ``indexes`` are OR-ed filters (empty: all)."""
 
@@ -41,24 +44,61 @@ class Query:
     via: tuple[str, ...] = ()  # ids of the nodes that forwarded it
 
 
-@dataclass(frozen=True, slots=True)
 class Answer:
     """The matched values in stored order; ``handle`` echoes the query as sent.
 
     ``whole`` means the values are exactly the cached entry's public view, so a transport
-    may send its memoised rendering of ``entry`` instead of rendering ``values`` again."""
+    may send its memoised rendering of ``entry`` instead of rendering ``values`` again (and
+    ``values`` is then only decoded if something asks for it)."""
 
-    handle: str
-    ident: Identifier
-    values: tuple[Value, ...]
-    entry: CacheEntry | None = None
-    whole: bool = False
-    # Answers from other nodes: whether the signatures verified up to the top-level root
-    # (None: a local answer), and why not; ``referral`` names the prefix record to follow
-    # instead (recursion off; ``values`` are then its HS_SITE values).
-    verified: bool | None = None
-    unverified_reason: str | None = None
-    referral: str | None = None
+    __slots__ = (
+        "_values",
+        "entry",
+        "handle",
+        "ident",
+        "referral",
+        "unverified_reason",
+        "verified",
+        "whole",
+    )
+
+    def __init__(
+        self,
+        handle: str,
+        ident: Identifier,
+        values: tuple[Value, ...] | None,
+        entry: CacheEntry | None = None,
+        whole: bool = False,
+        *,
+        verified: bool | None = None,
+        unverified_reason: str | None = None,
+        referral: str | None = None,
+    ) -> None:
+        self.handle = handle
+        self.ident = ident
+        self._values = values
+        self.entry = entry
+        self.whole = whole
+        # Answers from other nodes: whether the signatures verified up to the top-level root
+        # (None: a local answer), and why not; ``referral`` names the prefix record to follow
+        # instead (recursion off; ``values`` are then its HS_SITE values).
+        self.verified = verified
+        self.unverified_reason = unverified_reason
+        self.referral = referral
+
+    @property
+    def values(self) -> tuple[Value, ...]:
+        if self._values is None:
+            assert self.entry is not None
+            self._values = self.entry.public
+        return self._values
+
+    @property
+    def empty(self) -> bool:
+        """No value matched (or none may be shown)."""
+        if self._values is None and self.entry is not None:
+            return not self.entry.any_public
+        return not self.values
 
 
 def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> bool:
@@ -114,15 +154,19 @@ class Resolver:
             return await self._resolve_remote(ident, query)
         hits = self.hits
         hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
-        entry = await self.registry.records.get(ident.key, bypass=query.authoritative)
-        record = entry.record
-        if record is None:
+        records = self.registry.records
+        entry = None if query.authoritative else records.peek(ident.key)
+        if entry is None:
+            entry = await records.get(ident.key, bypass=query.authoritative)
+        if not entry.found:
             raise HandleNotFound()
         filtered = bool(query.types or query.indexes)
         if not filtered and (
             entry.all_public or (query.who is None and query.public_only is not False)
         ):
-            return Answer(query.handle, ident, entry.public, entry, whole=True)
+            return Answer(query.handle, ident, None, entry, whole=True)
+        record = entry.record
+        assert record is not None
         if filtered:
             matched = [v for v in record.values if matches(v, query.types, query.indexes)]
         else:

@@ -246,6 +246,27 @@ def test_entry_encoding_round_trip() -> None:
     assert missing is not None and missing.record is None
     assert decode_entry("88.1/A", b"garbage") is None
     assert decode_entry("88.1/A", encode_entry(entry)[:-3]) is None
+    blob = bytearray(encode_entry(entry))
+    blob[-1] ^= 1
+    assert decode_entry("88.1/A", bytes(blob)) is None  # the CRC catches a flipped bit
+
+
+def test_entries_carry_their_renderings_and_decode_lazily() -> None:
+    """A rendering made before the entry is shared comes back with it from Redis, and the
+    record is decoded only when something asks for it; compacting keeps the same answers."""
+    rec = Record(
+        "88.1/a", (url("https://x"), Value(300, "HS_SECKEY", b"s", permissions=PERM_SECRET))
+    )
+    entry = CacheEntry.build("88.1/A", rec, 7, 42, 123.5)
+    entry.render("json", lambda e: b"[%d]" % len(e.public))
+    back = decode_entry("88.1/A", encode_entry(entry))
+    assert back is not None and back.rendered == {"json": b"[1]"}
+    assert back.found and not back.all_public and back.any_public
+    assert back._record is None  # still encoded
+    assert back.render("json", lambda e: b"never called") == b"[1]"
+    assert back.record == rec and back.public == (rec.values[0],)
+    entry.compact()
+    assert entry._record is None and entry.record == rec and entry.public == (rec.values[0],)
 
 
 def test_generation_table_is_shared_and_persistent(tmp_path: Path) -> None:

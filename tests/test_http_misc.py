@@ -311,6 +311,31 @@ async def test_cors_origin_is_echoed(server: Server, path: str) -> None:
         assert r.headers["Access-Control-Expose-Headers"] == "Content-Length"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("OPTIONS", "/", 200),  # no route takes OPTIONS: the catch-all's boundary answers
+        ("PATCH", "/88.118.8/X", 501),
+        ("POST", "/88.118.8/X", 405),  # a route has this path, for GET and HEAD only
+        ("GET", "/resolve?handle=88.118.8/X", 302),  # a redirect raised by the handler
+        ("GET", "/api/handles/88.118.8/NOPE", 404),  # resolution's own boundary
+    ],
+)
+async def test_every_answer_passes_the_boundary(
+    server: Server, method: str, path: str, status: int
+) -> None:
+    """Routes' handlers have no middleware around them: each answer, whichever way it was
+    made, still carries the CORS headers, and a method a path lacks is aiohttp's 405."""
+    origin = "https://app.example.org"
+    url = yarl.URL(server.url + path, encoded=True)
+    headers = {"Origin": origin}
+    async with server.session.request(method, url, headers=headers, allow_redirects=False) as r:
+        assert r.status == status
+        assert r.headers["Access-Control-Allow-Origin"] == origin
+        if status == 405:
+            assert {m.strip() for m in r.headers["Allow"].split(",")} == {"GET", "HEAD"}
+
+
 async def test_no_cors_headers_without_origin(server: Server) -> None:
     async with server.session.get(server.api(PREFIX8)) as r:
         assert r.status == 200

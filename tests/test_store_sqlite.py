@@ -45,6 +45,20 @@ async def delete(store: SQLiteStore, *handles: str) -> None:
     await store.transact([handle_key(h) for h in handles], mutation)
 
 
+def trace_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement the stores opened from now on execute, in order."""
+    statements: list[str] = []
+    connect = SQLiteStore._connect
+
+    def traced(self: SQLiteStore) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(SQLiteStore, "_connect", traced)
+    return statements
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     s = SQLiteStore(tmp_path / "reg.db", readers=2)
@@ -82,6 +96,39 @@ async def test_get_many(store: SQLiteStore) -> None:
     got = await store.get_many(keys)
     assert got == {handle_key(r.handle): r for r in recs}
     assert await store.get_many([]) == {}
+
+
+async def test_concurrent_gets_share_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single-record reads made in one event-loop pass go to a reader thread as one query;
+    each caller gets its own record (or None), duplicates and absent keys included."""
+    statements = trace_statements(monkeypatch)
+    s = SQLiteStore(tmp_path / "reg.db", readers=2)
+    await s.open()
+    try:
+        recs = [record(f"88.1/h{i}", url(1, f"u{i}")) for i in range(40)]
+        await put(s, *recs)
+        statements.clear()
+        keys = [handle_key(f"88.1/h{i % 45}") for i in range(90)]  # 5 absent, each twice
+        got = await asyncio.gather(*(s.get(k) for k in keys))
+        assert got == [recs[i % 45] if i % 45 < 40 else None for i in range(90)]
+        reads = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
+        assert len(reads) == 1, reads
+        assert await s.get(handle_key("88.1/h7")) == recs[7]  # and alone
+    finally:
+        await s.close()
+
+
+async def test_a_cancelled_get_leaves_the_others_their_answers(store: SQLiteStore) -> None:
+    recs = [record(f"88.1/c{i}", url(1, f"u{i}")) for i in range(3)]
+    await put(store, *recs)
+    tasks = [asyncio.ensure_future(store.get(handle_key(r.handle))) for r in recs]
+    await asyncio.sleep(0)  # all three have asked
+    tasks[1].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert done[0] == recs[0] and done[2] == recs[2]
+    assert isinstance(done[1], asyncio.CancelledError)
 
 
 async def test_transact_passes_current_records_and_returns_result(store: SQLiteStore) -> None:
@@ -516,15 +563,7 @@ async def test_unopened_store_refuses_work(tmp_path: Path) -> None:
 async def test_every_query_is_index_backed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Trace every SELECT the store issues for the user-facing reads and check SQLite's plan:
     no full scan of handles or lookup, so they stay fast at 10 million identifiers."""
-    statements: list[str] = []
-    connect = SQLiteStore._connect
-
-    def traced(self: SQLiteStore) -> sqlite3.Connection:
-        conn = connect(self)
-        conn.set_trace_callback(statements.append)
-        return conn
-
-    monkeypatch.setattr(SQLiteStore, "_connect", traced)
+    statements = trace_statements(monkeypatch)
     s = SQLiteStore(tmp_path / "plan.db", readers=1)
     await s.open()
     try:

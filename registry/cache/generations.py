@@ -16,6 +16,7 @@ import fcntl
 import mmap
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,6 +50,11 @@ class GenerationTable:
             raise
         self._fd = fd
         self.epoch: int = _U64.unpack_from(self._map, 8)[0]
+        # Reads index the table as 8-byte words (one aligned load, no struct call) where
+        # the machine is little-endian like the file; elsewhere they unpack.
+        self._words: memoryview | None = (
+            memoryview(self._map).cast("Q") if sys.byteorder == "little" else None
+        )
 
     @classmethod
     def open(cls, data_dir: Path) -> GenerationTable:
@@ -63,6 +69,10 @@ class GenerationTable:
         return value
 
     def get_slot(self, offset: int) -> int:
+        words = self._words
+        if words is not None:
+            word: int = words[offset >> 3]
+            return word
         value: int = _U64.unpack_from(self._map, offset)[0]
         return value
 
@@ -82,5 +92,7 @@ class GenerationTable:
 
     def close(self) -> None:
         if not self._map.closed:
+            if self._words is not None:
+                self._words.release()
             self._map.close()
             os.close(self._fd)

@@ -29,6 +29,7 @@ class LocalTier:
     def put(self, entry: CacheEntry) -> None:
         if self.max_entries <= 0:
             return
+        entry.compact()  # held encoded: see CacheEntry.compact
         size = entry.size
         if size > self.max_bytes:
             return

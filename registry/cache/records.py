@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 
-from registry.cache.entry import CacheEntry, decode_entry, encode_entry, record_ttl
+from registry.cache.entry import CacheEntry, Renderer, decode_entry, encode_entry, record_ttl
 from registry.cache.generations import GenerationTable
 from registry.cache.local import LocalTier
 from registry.cache.redis_tier import RedisTier
@@ -43,26 +43,44 @@ class RecordCache:
         self.max_ttl = max_ttl
         self.negative_ttl = negative_ttl
         self.clock = clock
+        # Renderings every cached entry gets when loaded from the store (transports register
+        # theirs), so that they travel with it through Redis: see :mod:`.entry`.
+        self.renderers: dict[str, Renderer] = {}
         self._inflight: dict[tuple[str, int], asyncio.Future[CacheEntry]] = {}
         self._cleanup: set[asyncio.Task[None]] = set()
 
+    def peek(self, key: str) -> CacheEntry | None:
+        """The in-process tier's current entry for ``key``, or None: a hit without
+        awaiting anything (the hot path; :meth:`get` does everything else)."""
+        entry = self.local.get(key)
+        if (
+            entry is not None
+            and entry.gen == self.gens.get_slot(entry.slot)  # the entry knows its slot
+            and entry.expires_at > self.clock()
+        ):
+            if entry.found:
+                self.stats.local_hits += 1
+            else:
+                self.stats.negative_hits += 1
+            return entry
+        return None
+
     async def get(self, key: str, *, bypass: bool = False) -> CacheEntry:
-        """The entry for ``key`` (``entry.record`` is None when it does not exist)."""
-        offset = self.gens.slot_of(key)
-        gen = self.gens.get_slot(offset)
+        """The entry for ``key`` (``entry.found`` is false when it does not exist)."""
+        gens = self.gens
         if bypass:  # auth=true: authoritative, straight from the store
+            gen = gens.get(key)
             self.stats.bypasses += 1
             record = await self.store.get(key)
-            return CacheEntry.build(key, record, self.gens.epoch, gen, 0.0)
-        entry = self.local.get(key)
+            return CacheEntry(key, record, gens.epoch, gen, 0.0)
+        entry = self.peek(key)
         if entry is not None:
-            if entry.gen == gen and entry.expires_at > self.clock():
-                if entry.record is None:
-                    self.stats.negative_hits += 1
-                else:
-                    self.stats.local_hits += 1
-                return entry
-            self._refused(entry, gen)
+            return entry
+        offset = gens.slot_of(key)
+        gen = gens.get_slot(offset)
+        stale = self.local.get(key)
+        if stale is not None:
+            self._refused(stale, gen)
             self.local.discard(key)
         flight = self._inflight.get((key, gen))
         if flight is not None:
@@ -98,10 +116,11 @@ class RecordCache:
                         and entry.gen == self.gens.get_slot(offset)
                         and entry.expires_at > self.clock()
                     ):
-                        if entry.record is None:
-                            self.stats.negative_hits += 1
-                        else:
+                        if entry.found:
                             self.stats.redis_hits += 1
+                        else:
+                            self.stats.negative_hits += 1
+                        entry.slot = offset
                         self.local.put(entry)
                         return entry
                     self._refused(entry, self.gens.get_slot(offset))
@@ -109,10 +128,14 @@ class RecordCache:
         record = await self.store.get(key)
         now = self.clock()
         ttl = record_ttl(record, now, self.max_ttl, self.negative_ttl)
-        entry = CacheEntry.build(key, record, self.gens.epoch, gen, now + ttl)
+        entry = CacheEntry(key, record, self.gens.epoch, gen, now + ttl)
+        entry.slot = offset
         # A write committed while we read makes this entry stale before it is cached: keep
         # it out of both tiers (it is still a correct answer to a request that raced it).
         if ttl > 0 and self.gens.get_slot(offset) == gen:
+            if record is not None:
+                for fmt, fn in self.renderers.items():
+                    entry.render(fmt, fn)
             self.local.put(entry)
             if self.redis is not None:
                 self.redis.fill(key, encode_entry(entry), ttl)

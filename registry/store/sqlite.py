@@ -1,7 +1,10 @@
 """The SQLite store: one file, WAL mode, durable group commit.
 
 SQLite never runs on the event loop. Reads go to a pool of threads, each with its own
-connection (WAL lets them read while the writer writes). All writes go through one writer
+connection (WAL lets them read while the writer writes). Single-record reads (:meth:`get`,
+what the record cache asks for) are batched: the keys asked for during one event-loop pass
+go to a reader thread as one query, so concurrent requests share one thread hop instead of
+paying one each (the hop costs more than the lookup). All writes go through one writer
 thread that takes every queued :meth:`SQLiteStore.transact` at once and commits them in one
 transaction, each inside its own savepoint: one fsync pays for the whole group, and a failing
 item rolls back to its savepoint without touching the others.
@@ -50,6 +53,11 @@ MAX_GROUP = 256
 IN_CHUNK = 500
 # Seconds reported statistics rows are kept (totals then cover this long a period).
 STATS_RETENTION = 400 * 86400
+# Batched reads of single records: at most this many batches at a reader thread at once
+# (more keys wait and go together in the next), and IN lists padded to these lengths so a
+# connection's statement cache holds every shape.
+MAX_BATCHES_IN_FLIGHT = 2
+BATCH_SHAPES = (1, 2, 4, 8, 16, 32, 64, 128, 256, IN_CHUNK)
 
 _SELECT_RECORDS = "SELECT key, handle, vals FROM handles WHERE key IN ({})"
 
@@ -91,6 +99,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        self._batch: list[tuple[str, asyncio.Future[Record | None]]] = []
+        self._batches_in_flight = 0
         self._open = False
         self._closed = False
         self._close_lock = asyncio.Lock()
@@ -162,26 +172,79 @@ class SQLiteStore:
                 self._reader_conns.append(conn)
         return conn
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on a reader thread's connection inside one read transaction, so
+    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on this reader thread's connection inside one read transaction, so
         multi-statement reads see a single snapshot."""
+        conn = self._reader_conn()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on a reader thread (see :meth:`_in_transaction`)."""
         if not self._open or self._executor is None:
             raise StoreClosed()
-
-        def run() -> T:
-            conn = self._reader_conn()
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._in_transaction, fn)
 
     async def get(self, key: str) -> Record | None:
-        """The record at ``key``, or None."""
-        return (await self.get_many([key])).get(key)
+        """The record at ``key``, or None (read together with the other keys asked for
+        meanwhile)."""
+        if not self._open:
+            raise StoreClosed()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Record | None] = loop.create_future()
+        if not self._batch and self._batches_in_flight < MAX_BATCHES_IN_FLIGHT:
+            loop.call_soon(self._dispatch)
+        self._batch.append((key, future))
+        return await future
+
+    def _dispatch(self) -> None:
+        """Send the keys waiting to a reader thread as one query (a loop callback)."""
+        if not self._batch or self._batches_in_flight >= MAX_BATCHES_IN_FLIGHT:
+            return
+        batch, self._batch = self._batch, []
+        keys = list(dict.fromkeys(key for key, _ in batch))
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:  # on a reader thread; no asyncio task or future chain per batch
+            found: dict[str, Record] = {}
+            error: BaseException | None = None
+            try:
+                found = self._in_transaction(lambda conn: _select_records(conn, keys, True))
+            except BaseException as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self._landed, batch, found, error)
+
+        try:
+            if not self._open or self._executor is None:
+                raise StoreClosed()
+            self._executor.submit(run)
+        except (StoreClosed, RuntimeError) as exc:  # closed, or the pool shut down
+            self._landed(batch, {}, StoreClosed() if isinstance(exc, RuntimeError) else exc, 0)
+            return
+        self._batches_in_flight += 1
+
+    def _landed(
+        self,
+        batch: list[tuple[str, asyncio.Future[Record | None]]],
+        found: dict[str, Record],
+        error: BaseException | None,
+        in_flight: int = 1,
+    ) -> None:
+        self._batches_in_flight -= in_flight
+        for key, future in batch:
+            if future.done():  # its caller was cancelled
+                continue
+            if error is None:
+                future.set_result(found.get(key))
+            else:
+                future.set_exception(error)
+        self._dispatch()  # the keys that waited for this batch
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Record]:
         """Records for those keys that exist."""
@@ -435,11 +498,16 @@ def _chunks(items: Sequence[str], size: int = IN_CHUNK) -> Iterator[Sequence[str
         yield items[start : start + size]
 
 
-def _select_records(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, Record]:
+def _select_records(
+    conn: sqlite3.Connection, keys: Sequence[str], padded: bool = False
+) -> dict[str, Record]:
+    """``padded``: each IN list is padded (repeating its last key) to one of BATCH_SHAPES,
+    so a reader connection compiles each statement once."""
     out: dict[str, Record] = {}
     for chunk in _chunks(keys):
-        sql = _SELECT_RECORDS.format(",".join("?" * len(chunk)))
-        for key, handle, vals in conn.execute(sql, tuple(chunk)):
+        n = next(size for size in BATCH_SHAPES if size >= len(chunk)) if padded else len(chunk)
+        sql = _SELECT_RECORDS.format(",".join("?" * n))
+        for key, handle, vals in conn.execute(sql, (*chunk, *[chunk[-1]] * (n - len(chunk)))):
             out[key] = Record(handle, decode_values(vals))
     return out
 

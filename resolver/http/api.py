@@ -30,7 +30,7 @@ from resolver.core import Answer, Query
 from resolver.http import params
 from resolver.http.credentials import principal
 from resolver.http.keys import ECHO, NODE
-from resolver.http.respond import JSON_TYPE, json_response
+from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 from sync.routing import (
     HOPS_HEADER,
     VERIFIED_HEADER,
@@ -44,7 +44,9 @@ API_HANDLES = "/api/handles/"
 
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
     """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
-    raw = request.raw_path.split("?", 1)[0]
+    raw = request.raw_path
+    if "?" in raw:
+        raw = raw.partition("?")[0]
     rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
     if "%" not in rest:
         return rest
@@ -95,9 +97,14 @@ def values_from_body(body: Any) -> tuple[list[Value], str | None]:
 
 
 JSON_HEADERS = {"Content-Type": JSON_TYPE}
+_ANSWER_HEAD, _ANSWER_VALUES = b'{"responseCode":1,"handle":', b',"values":'
 
 
-def _render_public(entry: CacheEntry) -> bytes:
+PUBLIC_JSON = "json"  # the cache entry's rendering this API sends: its public values
+
+
+def render_public(entry: CacheEntry) -> bytes:
+    """The JSON array of ``entry``'s public values, as answers carry it."""
     return orjson.dumps([value_to_json(v) for v in entry.public])
 
 
@@ -105,45 +112,51 @@ def _ok(handle: str, status: int = 200) -> web.Response:
     return json_response({"responseCode": 1, "handle": handle}, status)
 
 
-async def get_handle(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    handle = path_handle(request)
-    request[ECHO] = handle
-    headers = request.headers
-    if (
-        not request.query_string
-        and "Authorization" not in headers
-        and HOPS_HEADER not in headers
-        and VIA_HEADER not in headers
-    ):
-        query = Query(handle)  # the common case: no query string to parse, no caller
-    else:
-        q = request.query
-        indexes, _ = params.indexes(q)
-        hops, via = parse_hops(headers)
-        query = Query(
-            handle,
-            indexes,
-            params.types(q),
-            authoritative=bool(params.flag(q, "auth")),
-            public_only=params.flag(q, "publicOnly"),
-            who=await principal(request, node, required=False),
-            hops=hops,
-            via=via,
-        )
-    answer = await node.resolver.resolve(query)
-    if answer.referral is not None or answer.verified is not None:
-        return _remote_answer(handle, answer)
-    if not answer.values:
-        return json_response({"responseCode": 200, "values": [], "handle": handle})
-    if answer.whole and answer.entry is not None:
-        # The hot path: the cached entry's public values, rendered once per entry.
-        values = answer.entry.render("json", _render_public)
-        body = b'{"responseCode":1,"handle":' + orjson.dumps(handle) + b',"values":' + values
-        return web.Response(body=body + b"}", headers=JSON_HEADERS)
-    return json_response(
-        {"responseCode": 1, "handle": handle, "values": [value_to_json(v) for v in answer.values]}
-    )
+async def get_handle(request: web.Request) -> web.StreamResponse:
+    """Resolution. Its own error boundary, inline (what :func:`respond.guard` wraps the other
+    handlers in): the busiest route runs in one coroutine."""
+    try:
+        node = request.app[NODE]
+        handle = path_handle(request)
+        request[ECHO] = handle
+        headers = request.headers
+        if (
+            not request.query_string
+            and "Authorization" not in headers
+            and HOPS_HEADER not in headers
+            and VIA_HEADER not in headers
+        ):
+            query = Query(handle)  # the common case: no query string to parse, no caller
+        else:
+            q = request.query
+            indexes, _ = params.indexes(q)
+            hops, via = parse_hops(headers)
+            query = Query(
+                handle,
+                indexes,
+                params.types(q),
+                authoritative=bool(params.flag(q, "auth")),
+                public_only=params.flag(q, "publicOnly"),
+                who=await principal(request, node, required=False),
+                hops=hops,
+                via=via,
+            )
+        answer = await node.resolver.resolve(query)
+        if answer.referral is not None or answer.verified is not None:
+            response = _remote_answer(handle, answer)
+        elif answer.empty:
+            response = json_response({"responseCode": 200, "values": [], "handle": handle})
+        elif answer.whole and answer.entry is not None:
+            # The hot path: the cached entry's public values, rendered once per entry.
+            values = answer.entry.render(PUBLIC_JSON, render_public)
+            body = b"".join((_ANSWER_HEAD, orjson.dumps(handle), _ANSWER_VALUES, values, b"}"))
+            response = web.Response(body=body, headers=JSON_HEADERS)
+        else:
+            values_json = [value_to_json(v) for v in answer.values]
+            response = json_response({"responseCode": 1, "handle": handle, "values": values_json})
+    except Exception as exc:
+        return failure(request, exc)
+    return cors(request, response)
 
 
 def _remote_answer(handle: str, answer: Answer) -> web.Response:
@@ -248,7 +261,7 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
         )
     # Everything: streamed in chunks, so memory stays bounded for millions of handles.
     total, chunks = await node.listings.stream_handles(prefix, who)
-    resp = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
+    resp = cors(request, web.StreamResponse(headers={"Content-Type": JSON_TYPE}))
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     head = {"responseCode": 1, "prefix": prefix, "totalCount": str(total)}

@@ -1,10 +1,14 @@
-"""JSON answers and the one place HandleErrors become HTTP responses."""
+"""JSON answers, CORS headers, and the error boundary: the one place HandleErrors become HTTP
+responses."""
 
 from __future__ import annotations
 
 import base64
+import functools
+import logging
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -13,11 +17,35 @@ from registry.errors import (
     AuthenticationFailed,
     AuthenticationNeeded,
     HandleError,
+    ProtocolError,
+    ServerError,
     Throttled,
     UnsupportedAuthScheme,
 )
+from resolver.http.keys import ECHO
+
+log = logging.getLogger("idnode.http")
 
 JSON_TYPE = "application/json;charset=utf-8"
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+KNOWN_METHODS = frozenset(METHODS)
+ALLOW = ", ".join(METHODS)
+R = TypeVar("R", bound=web.StreamResponse)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def cors(request: web.Request, response: R) -> R:
+    """``response`` with the CORS headers a request with an ``Origin`` gets (before it is
+    prepared: a handler streaming its answer calls this before ``prepare``)."""
+    origin = request.headers.get("Origin")
+    if origin and not response.prepared:
+        headers = response.headers
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = "Content-Length"
+        if request.method == "OPTIONS":
+            headers["Access-Control-Allow-Methods"] = ", ".join(METHODS)
+            headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    return response
 
 
 def json_response(
@@ -69,3 +97,40 @@ def error_response(exc: HandleError, handle: str | None) -> web.Response:
     if isinstance(exc, Throttled):
         resp.headers["Retry-After"] = str(exc.retry_after)
     return resp
+
+
+def failure(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The answer for an exception a handler raised: every HandleError rendered once,
+    aiohttp's HTTP errors as JSON under ``/api``, never a traceback. Other HTTP exceptions
+    (redirects, errors outside ``/api``) are raised again for aiohttp to send."""
+    if isinstance(exc, HandleError):
+        return cors(request, error_response(exc, request.get(ECHO)))
+    if isinstance(exc, web.HTTPException):
+        if request.path.startswith("/api") and exc.status >= 400:
+            error = ProtocolError(exc.reason, http=exc.status)
+            return cors(request, error_response(error, request.get(ECHO)))
+        raise cors(request, exc)
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return cors(request, error_response(ServerError(), request.get(ECHO)))
+
+
+def guard(handler: Handler) -> Handler:
+    """``handler`` inside the error boundary: unknown methods → 501, ``OPTIONS`` → the
+    methods allowed, exceptions → :func:`failure`, CORS headers on every answer it returns
+    (a handler that prepares a streamed answer itself calls :func:`cors` first)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        method = request.method
+        if method not in KNOWN_METHODS:
+            error = ProtocolError(f"Unknown method {method}", http=501)
+            return cors(request, error_response(error, None))
+        if method == "OPTIONS":
+            return cors(request, web.Response(headers={"Allow": ALLOW}))
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            return failure(request, exc)
+        return cors(request, response)
+
+    return guarded
