@@ -13,6 +13,7 @@ also takes over every record that exists already, so the outcome is exactly
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -156,6 +157,8 @@ def init_worker(spec: BulkSpec) -> None:
     """A process pool's initializer: the worker's :class:`Preparer`, made once."""
     global _worker
     _worker = Preparer(spec)
+    # Ctrl-C reaches the whole process group: the importer handles it and stops the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Batches allocate many small containers and make no cycles worth a collection every
     # few hundred allocations.
     gc.freeze()

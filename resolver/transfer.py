@@ -164,7 +164,9 @@ async def import_lines(
     workers: int | None = None,
 ) -> ImportReport:
     """Import JSON lines, ``batch`` records per transaction, prepared by ``workers``
-    processes (default: one per core; 0: in this process)."""
+    processes (default: one per core; 0: in this process). The workers are spawned, so
+    they import the caller's main module again: a script calling this must keep its own
+    work under ``if __name__ == "__main__":``, as multiprocessing requires."""
     report = ImportReport()
     started = time.perf_counter()
     bar = tqdm(total=total, unit="rec", file=sys.stderr, disable=not progress, dynamic_ncols=True)

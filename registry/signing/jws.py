@@ -49,20 +49,21 @@ def encode(header: dict[str, Any], payload: dict[str, Any], key: SigningKey) -> 
 
 def encode_bytes(header: dict[str, Any], payload: dict[str, Any], key: SigningKey) -> bytes:
     """:func:`encode`, as ASCII bytes (as values hold it)."""
-    if header.get("alg", key.alg) != key.alg:
-        raise ValueError(f"header alg {header['alg']!r} does not match the {key.alg} key")
-    protected = {"alg": key.alg, **{k: v for k, v in header.items() if k != "alg"}}
-    signing_input = b"%s.%s" % (
-        _protected(orjson.dumps(protected)),
-        b64url_bytes(orjson.dumps(payload)),
-    )
+    if not header:  # as record signatures and certificates have it: just the key's alg
+        protected = _alg_only(key.alg)
+    else:
+        if header.get("alg", key.alg) != key.alg:
+            raise ValueError(f"header alg {header['alg']!r} does not match the {key.alg} key")
+        members = {"alg": key.alg, **{k: v for k, v in header.items() if k != "alg"}}
+        protected = b64url_bytes(orjson.dumps(members))
+    signing_input = b"%s.%s" % (protected, b64url_bytes(orjson.dumps(payload)))
     return b"%s.%s" % (signing_input, b64url_bytes(key.sign(signing_input)))
 
 
-@lru_cache(maxsize=64)
-def _protected(header: bytes) -> bytes:
-    """The encoded protected header (nearly always ``{"alg":...}``: worth remembering)."""
-    return b64url_bytes(header)
+@lru_cache(maxsize=8)
+def _alg_only(alg: str) -> bytes:
+    """The encoded protected header ``{"alg": alg}``, made once per algorithm."""
+    return b64url_bytes(orjson.dumps({"alg": alg}))
 
 
 def _json_object(part: str, what: str) -> dict[str, Any]:
