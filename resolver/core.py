@@ -129,7 +129,7 @@ class Resolver:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.remote: Remote | None = None
-        # Resolutions per prefix key since the last statistics flush (sync/stats.py): a
+        # Resolutions per prefix key since the last statistics flush (sync/agent.py): a
         # dict increment is all the hot path pays.
         self.hits: dict[str, int] = {}
 
