@@ -187,7 +187,7 @@ class Resolver:
     async def _resolve_remote(self, ident: Identifier, query: Query) -> Answer:
         if self.remote is None:
             raise NotResponsible()
-        got = await self.remote.fetch(ident, query.hops, query.via)
+        got = await self.remote.fetch(ident, query.hops, query.via, query.authoritative)
         if isinstance(got, Home):
             referral = f"{NA_PREFIX}/{got.prefix}"
             return Answer(query.handle, ident, got.site, referral=referral)

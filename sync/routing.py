@@ -264,13 +264,16 @@ class Remote:
 
     # -- resolution ------------------------------------------------------------------------
 
-    async def fetch(self, ident: Identifier, hops: int, via: Sequence[str]) -> Fetched | Home:
+    async def fetch(
+        self, ident: Identifier, hops: int, via: Sequence[str], bypass: bool = False
+    ) -> Fetched | Home:
         """The whole record of ``ident`` from its node, verified (or the Home to refer to
-        when recursion is off)."""
+        when recursion is off). ``bypass``: ask the node even if a verified copy is cached
+        (``auth=true``)."""
         base, home = await self.base_for(ident)
         if not self.recursion and home is not None:
             return home
-        hit, cached = self._answers.get(ident.key)
+        hit, cached = (False, None) if bypass else self._answers.get(ident.key)
         if hit:
             if cached is None:
                 raise HandleNotFound()

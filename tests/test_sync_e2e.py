@@ -152,6 +152,9 @@ async def test_prefix_on_a_resolves_verified_through_b(
         assert [v["type"] for v in body["values"]] == ["URL"]
         hits = proxy.hits.get("/api/handles/88.118.50/ITEM-1", 0)
         assert hits == 1  # the second answer came from B's cache of the verified record
+        status, body, headers = await get_json(s, b.api("88.118.50/ITEM-1?auth=true"))
+        assert (status, headers["X-Idnode-Verified"]) == (200, "true")
+        assert proxy.hits["/api/handles/88.118.50/ITEM-1"] == 2  # auth=true asked A again
 
         # Offline, as a client would: `idnode verify` against the top-level root only.
         reg = json.loads((a_data / "sync" / "registration.json").read_text())
