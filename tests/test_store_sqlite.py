@@ -120,11 +120,21 @@ async def test_concurrent_gets_share_one_read(
         await s.close()
 
 
+async def _all_asked(store: SQLiteStore, n: int) -> None:
+    """Wait (a poll with a deadline) until ``n`` gets are queued or their batch has left for a
+    reader thread: the condition the store itself keeps."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while len(store._batch) < n and not store._batches_in_flight:
+        assert loop.time() < deadline, "the gets never reached the store"
+        await asyncio.sleep(0)
+
+
 async def test_a_cancelled_get_leaves_the_others_their_answers(store: SQLiteStore) -> None:
     recs = [record(f"88.1/c{i}", url(1, f"u{i}")) for i in range(3)]
     await put(store, *recs)
     tasks = [asyncio.ensure_future(store.get(handle_key(r.handle))) for r in recs]
-    await asyncio.sleep(0)  # all three have asked
+    await _all_asked(store, len(tasks))
     tasks[1].cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert done[0] == recs[0] and done[2] == recs[2]
@@ -451,11 +461,20 @@ async def test_survives_close_and_reopen(tmp_path: Path) -> None:
         await s2.close()
 
 
+async def _all_waiting(tasks: list[asyncio.Task[None]]) -> None:
+    """Poll (with a deadline) until every task is suspended on a future or done."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not all(t.done() or t._fut_waiter is not None for t in tasks):  # type: ignore[attr-defined]
+        assert loop.time() < deadline, "the tasks never reached the store"
+        await asyncio.sleep(0)
+
+
 async def test_close_drains_pending_transacts(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "reg.db")
     await s.open()
     tasks = [asyncio.create_task(put(s, record(f"88.1/h{i}"))) for i in range(50)]
-    await asyncio.sleep(0)  # one loop pass: every task has enqueued its item
+    await _all_waiting(tasks)  # every task has enqueued its item and waits for its commit
     await s.close()
     assert all(t.done() and t.exception() is None for t in tasks)
     s2 = SQLiteStore(tmp_path / "reg.db")
