@@ -26,7 +26,6 @@ import aiohttp
 from registry.model.identifiers import NA_PREFIX
 from registry.reporting import interval_start
 from registry.store.base import Change, Record, Tally
-from resolver.config import Config
 from resolver.node import Node
 from sync.client import IntakeClient, IntakeError
 from sync.protocol import HEARTBEAT_PATH
@@ -35,6 +34,7 @@ from sync.sender import backoff, drain
 from sync.state import (
     SENDER_LOCK,
     Registration,
+    SenderStatus,
     load_registration,
     load_status,
     registration_version,
@@ -72,11 +72,6 @@ class SenderLock:
             self._fd = None
 
 
-def node_id(config: Config, reg: Registration | None) -> str:
-    """How this node names itself in ``X-Idnode-Via`` (loop detection)."""
-    return reg.app_id if reg is not None else f"{config.name}@{config.http}"
-
-
 class SyncAgent:
     def __init__(self, node: Node, clock: Callable[[], float] = time.time) -> None:
         self.node = node
@@ -94,6 +89,7 @@ class SyncAgent:
         self._failures = 0
         self._next_flush = 0.0
         self._next_heartbeat = 0.0
+        self.status: SenderStatus | None = None  # read when this process becomes the sender
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -192,7 +188,7 @@ class SyncAgent:
             self.session,
             reg.toplevel,
             [reg.trust_root],
-            node_id=node_id(self.config, reg),
+            node_id=reg.app_id,  # how it names itself in X-Idnode-Via (loops)
             recursion=self.config.recursion,
             max_hops=self.config.max_hops,
             max_ttl=self.config.cache_max_ttl,
@@ -204,7 +200,9 @@ class SyncAgent:
     async def send(self) -> None:
         """Close finished statistics intervals, deliver the outbox, heartbeat when due."""
         assert self.client is not None
-        status = load_status(self.data_dir)
+        if self.status is None:  # only the sender writes the file: read it once, on taking over
+            self.status = load_status(self.data_dir)
+        status = self.status
         wall = self.clock()
         status.last_attempt = wall
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -48,8 +48,6 @@ NEGATIVE_TTL = 60.0
 CERT_TTL = 300.0  # certificates and keys fetched while verifying
 MIN_TTL = 1.0
 FETCH_TIMEOUT = 5.0
-
-Fetch = Callable[[str], Awaitable[Sequence[Value] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,11 +305,6 @@ class Remote:
         if report.ok:  # only verified answers are kept
             self._answers.put(ident.key, result, min_ttl(values, self.max_ttl))
         return result
-
-    def forget(self) -> None:
-        """Drop every cached route and answer (tests; a new registration)."""
-        for cache in (self._homes, self._answers, self._certs):
-            cache._data.clear()
 
 
 def parse_hops(headers: Mapping[str, str]) -> tuple[int, tuple[str, ...]]:

@@ -5,7 +5,7 @@ processes, the sender and ``idnode sync status`` (another process) read consiste
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class SenderStatus:
     delivered: int = 0  # items the top-level accepted (or already had)
     refused: int = 0  # items it rejected for good (moved to the dead-letter table)
     heartbeat: float | None = None  # last heartbeat accepted
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sync_dir(data_dir: Path) -> Path:
