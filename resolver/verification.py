@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
@@ -22,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from registry.errors import HandleError
 from registry.model.identifiers import parse
-from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
 from registry.signing.verify import Report, verify_record
 from resolver.core import Query
 from resolver.node import Node
+from sync.handleclient import FetchError, fetch_values
 
 Fetch = Callable[[str], Awaitable[Sequence[Value] | None]]
 
@@ -79,20 +78,10 @@ def http_fetch(session: aiohttp.ClientSession, server: str) -> Fetch:
     base = server.rstrip("/")
 
     async def fetch(handle: str) -> Sequence[Value] | None:
-        url = f"{base}/api/handles/{quote(handle, safe='/:')}"
         try:
-            async with session.get(url) as resp:
-                if resp.status == 404:
-                    return None
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise VerifyError(f"fetching {handle} from {base}: {exc}") from None
-        if resp.status != 200 or not isinstance(body, Mapping):
-            raise VerifyError(f"fetching {handle} from {base}: HTTP {resp.status}")
-        try:
-            return [value_from_json(v, keep_timestamp=True) for v in body.get("values", [])]
-        except HandleError as exc:
-            raise VerifyError(f"{handle}: unreadable value: {exc.message}") from None
+            return await fetch_values(session, base, handle)
+        except FetchError as exc:
+            raise VerifyError(str(exc)) from None
 
     return fetch
 

@@ -19,10 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-import orjson
 
 from registry.errors import (
     RC_HANDLE_NOT_FOUND,
@@ -34,10 +32,10 @@ from registry.errors import (
     ServerError,
 )
 from registry.model.identifiers import NA_PREFIX, Identifier, parse, served_prefix
-from registry.model.jsonvalues import value_from_json
 from registry.model.site import PROTOCOL_NAMES, site_from_bytes
 from registry.model.values import Value, type_key
 from registry.signing.verify import verify_record
+from sync.handleclient import FetchError, fetch_values, get_json, values_of
 
 HOPS_HEADER = "X-Idnode-Hops"
 VIA_HEADER = "X-Idnode-Via"
@@ -47,7 +45,6 @@ TOPLEVEL_PREFIX = "0.0"  # handles the top-level serves itself (its root: 0.0/0.
 NEGATIVE_TTL = 60.0
 CERT_TTL = 300.0  # certificates and keys fetched while verifying
 MIN_TTL = 1.0
-FETCH_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,39 +154,23 @@ class Remote:
     async def _get(
         self, base: str, handle: str, headers: Mapping[str, str] | None = None
     ) -> tuple[int, dict[str, Any]]:
-        url = f"{base}/api/handles/{quote(handle, safe='/:')}"
-        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
         try:
-            async with self.session.get(url, headers=headers, timeout=timeout) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ServerError(
-                f"The node responsible for {handle} did not answer ({type(exc).__name__})",
-                http=502,
-            ) from None
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
-            raise ServerError(f"Unreadable answer for {handle} from {base}", http=502)
-        return status, body
+            return await get_json(self.session, base, handle, headers)
+        except FetchError as exc:
+            raise ServerError(str(exc), http=502) from None
 
     @staticmethod
     def _values(body: Mapping[str, Any], handle: str) -> tuple[Value, ...]:
         try:
-            return tuple(value_from_json(v, keep_timestamp=True) for v in body.get("values", []))
-        except HandleError:
-            raise ServerError(f"Unreadable values for {handle}", http=502) from None
+            return values_of(body, handle)
+        except FetchError as exc:
+            raise ServerError(str(exc), http=502) from None
 
     async def _raw_fetch(self, base: str, handle: str) -> tuple[Value, ...] | None:
-        status, body = await self._get(base, handle)
-        if status == 404 or body.get("responseCode") == RC_HANDLE_NOT_FOUND:
-            return None
-        if status != 200 or body.get("responseCode") != 1:
-            raise ServerError(f"{handle}: HTTP {status} from {base}", http=502)
-        return self._values(body, handle)
+        try:
+            return await fetch_values(self.session, base, handle)
+        except FetchError as exc:
+            raise ServerError(str(exc), http=502) from None
 
     # -- routing ---------------------------------------------------------------------------
 
