@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import ssl
 import subprocess
@@ -68,10 +69,18 @@ async def run_until_signalled(
         for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
             host, port = sock.getsockname()[:2]
             # Tests and scripts read this line to find the port when serving on port 0.
-            print(f"{label} listening on {scheme}://{host}:{port}", flush=True)
+            announce(f"{label} listening on {scheme}://{host}:{port}")
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def announce(line: str) -> None:
+    """Write ``line`` to stdout in one ``write`` (atomic on a pipe up to PIPE_BUF bytes).
+    Workers share their parent's stdout, and ``print`` under ``PYTHONUNBUFFERED`` writes
+    the text and the newline separately, so two workers' lines could merge into one."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
 
 def run(config: Config, *, reuse_port: bool = False, access_log: bool = False) -> None:

@@ -92,10 +92,14 @@ async def start(
         deadline = loop.time() + start_within
         seen: list[str] = []
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"no listening line within {start_within} s; stdout: {seen}")
-            line = await asyncio.wait_for(proc.stdout.readline(), remaining)
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), deadline - loop.time())
+            except TimeoutError:
+                err.seek(0)
+                raise TimeoutError(
+                    f"no listening line within {start_within} s; stdout: {seen}; "
+                    f"stderr: {err.read().decode('utf-8', 'replace')}"
+                ) from None
             if not line:
                 await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
                 err.seek(0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import os
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from resolver import server
 from tests.conftest import ENT8_ADMIN, JSON, free_port, init_node
 from tests.procs import LISTENING, serving
 
@@ -130,3 +133,13 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_listening_line_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers share their parent's stdout: each line must reach it in a single write,
+    or two workers announcing at once (``print`` under PYTHONUNBUFFERED writes the newline
+    separately) merge into one unreadable line."""
+    writes: list[tuple[int, bytes]] = []
+    monkeypatch.setattr(os, "write", lambda fd, data: writes.append((fd, data)))
+    server.announce("idnode listening on http://127.0.0.1:8000")
+    assert writes == [(sys.stdout.fileno(), b"idnode listening on http://127.0.0.1:8000\n")]
