@@ -2,7 +2,7 @@
 move, for comparing two versions of the code where wall-clock ratios swing with the noise.
 
     python -m bench.instructions [--scenarios ceiling,hot,warm,cold] [--size 10k]
-                                 [--requests 2000]
+                                 [--requests 2000] [--keep DIR]
 
 Each server (``idnode serve`` with the scenario's settings, or the ceiling) runs under
 ``valgrind --tool=callgrind`` with instrumentation off; the project's generator sends the
@@ -69,8 +69,11 @@ def _server(name: str, registry: Path, body: Path, out: Path) -> Iterator[Served
         yield served
 
 
-def measure(name: str, registry: Path, body: Path, requests: Path, n: int) -> float:
-    """Instructions per request of scenario ``name`` (``requests``: a file of ``n``)."""
+def measure(
+    name: str, registry: Path, body: Path, requests: Path, n: int, keep: Path | None = None
+) -> float:
+    """Instructions per request of scenario ``name`` (``requests``: a file of ``n``);
+    ``keep``: a directory to copy the callgrind profile to (``callgrind_annotate`` reads it)."""
     with tempfile.TemporaryDirectory(prefix="idnode-ir-") as tmp:
         out = Path(tmp) / "callgrind.out"
         with _server(name, registry, body, out) as served:
@@ -88,6 +91,9 @@ def measure(name: str, registry: Path, body: Path, requests: Path, n: int) -> fl
                 raise ProcError(f"{name}: answers other than 200: {statuses}")
         total = 0
         for part in Path(tmp).glob("callgrind.out*"):
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(part, keep / f"{name}.{part.name}")
             for line in part.read_text().splitlines():
                 if line.startswith("totals:"):
                     total += int(line.split()[1])
@@ -99,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="default: all four")
     p.add_argument("--size", type=parse_size, default=10_000, help="registry size (10k)")
     p.add_argument("--requests", type=int, default=2_000, help="requests counted (2000)")
+    p.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep each scenario's callgrind profile in DIR"
+    )
     args = p.parse_args(argv)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := set(names) - set(SCENARIOS):
@@ -127,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name in names:
             requests, n = keys["cold" if name == "cold" else "hot"]
-            results[name] = measure(name, registry, body, requests, n)
+            results[name] = measure(name, registry, body, requests, n, args.keep)
             line = f"{name:8} {results[name]:>10,.0f} instructions/request"
             if "ceiling" in results and name != "ceiling":
                 line += f"   ceiling / this: {results['ceiling'] / results[name]:.2f}"

@@ -120,6 +120,7 @@ def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> b
 # Parsing is pure and resolution repeats identifiers: a bounded memo keeps it off the hot
 # path (invalid identifiers raise, and exceptions are not memoised).
 _parse = lru_cache(maxsize=65_536)(parse)
+_HOMED_MEMO = 65_536
 
 
 class Resolver:
@@ -132,6 +133,23 @@ class Resolver:
         # Resolutions per prefix key since the last statistics flush (sync/agent.py): a
         # dict increment is all the hot path pays.
         self.hits: dict[str, int] = {}
+        # Handle text as queried -> (record key, prefix key), for handles of homed prefixes
+        # (fixed for the process's life): what :meth:`cached` needs instead of parsing.
+        self._homed_keys: dict[str, tuple[str, str]] = {}
+
+    def cached(self, handle: str) -> CacheEntry | None:
+        """The hot path, nothing awaited: for an unfiltered anonymous query of ``handle``
+        (``Query(handle)``), the in-process tier's current entry of an existing record —
+        the whole public answer — or None, and then :meth:`resolve` answers."""
+        keys = self._homed_keys.get(handle)
+        if keys is None:
+            return None
+        entry = self.registry.records.peek(keys[0])
+        if entry is None or not entry.found:
+            return None
+        hits = self.hits
+        hits[keys[1]] = hits.get(keys[1], 0) + 1
+        return entry
 
     def identify(self, text: str) -> Identifier:
         """Parse the handle of a query. ``88.118.8`` (no '/') names the prefix handle
@@ -154,6 +172,11 @@ class Resolver:
             return await self._resolve_remote(ident, query)
         hits = self.hits
         hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
+        homed_keys = self._homed_keys
+        if query.handle not in homed_keys:
+            if len(homed_keys) >= _HOMED_MEMO:  # bounded: clients choose what they ask
+                homed_keys.clear()
+            homed_keys[query.handle] = (ident.key, ident.prefix_key)
         records = self.registry.records
         entry = None if query.authoritative else records.peek(ident.key)
         if entry is None:

@@ -114,11 +114,37 @@ async def test_values_come_back_in_stored_order(item: Server) -> None:
 @pytest.mark.parametrize("sent", ["88.118.8/item-000042", "88.118.8/Item-000042"])
 async def test_lookup_ignores_case_and_echoes_as_sent(item: Server, sent: str) -> None:
     _, original = await get(item, ITEM)
-    status, body = await get(item, sent)
-    assert status == 200
-    assert body["responseCode"] == 1
-    assert body["handle"] == sent
-    assert body["values"] == original["values"]
+    for _ in range(2):  # through the core, then from the in-process tier's fast path
+        status, body = await get(item, sent)
+        assert status == 200
+        assert body["responseCode"] == 1
+        assert body["handle"] == sent
+        assert body["values"] == original["values"]
+
+
+async def test_fast_path_serves_only_the_current_record(item: Server) -> None:
+    """The in-process tier's fast path (``Resolver.cached``) answers a handle once the core
+    has resolved it, counts it for the statistics, and never outlives a write."""
+    resolver = item.node.resolver
+    assert resolver.cached(ITEM) is None  # never resolved: the core answers first
+    _, first = await get(item, ITEM)
+    entry = resolver.cached(ITEM)
+    assert entry is not None and entry.found
+    hits = dict(resolver.hits)
+    status, again = await get(item, ITEM)
+    assert status == 200 and again == first
+    assert resolver.hits["88.118.8"] == hits["88.118.8"] + 1
+    changed = [*ITEM_VALUES[:2], {"index": 2, "type": "DESC", "data": "changed"}]
+    await put(item, ITEM, {"values": changed})
+    assert resolver.cached(ITEM) is None
+    _, now = await get(item, ITEM)
+    assert [v["data"]["value"] for v in now["values"] if v["index"] == 2] == ["changed"]
+    async with item.session.delete(item.api(ITEM), headers=WRITER) as r:
+        assert r.status == 200
+    assert resolver.cached(ITEM) is None
+    status, gone = await get(item, ITEM)
+    assert status == 404 and gone["responseCode"] == 100
+    assert resolver.cached(ITEM) is None  # a cached absence is not a fast answer
 
 
 async def test_percent_encoded_slash_is_the_same_handle(item: Server) -> None:

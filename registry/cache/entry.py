@@ -98,6 +98,14 @@ class CacheEntry:
             self._public = tuple(v for v in record.values if v.public_read)
         return self._public
 
+    @property
+    def handle(self) -> str:
+        """The found record's handle as it is stored (spelling included)."""
+        if self._blob is not None:
+            return self._blob[0]
+        assert self._record is not None, "no record"
+        return self._record.handle
+
     def encoded(self) -> tuple[str, bytes]:
         """(handle, the values' wire encoding) of a found record, encoded once."""
         if self._blob is None:

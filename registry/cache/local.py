@@ -13,17 +13,18 @@ class LocalTier:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.stats = stats
-        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        # Least recently used first; RecordCache.peek reads it directly.
+        self.entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self.bytes = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def get(self, key: str) -> CacheEntry | None:
-        entry = self._entries.get(key)
+        entry = self.entries.get(key)
         if entry is not None:
-            self._entries.move_to_end(key)
+            self.entries.move_to_end(key)
         return entry
 
     def put(self, entry: CacheEntry) -> None:
@@ -34,27 +35,27 @@ class LocalTier:
         if size > self.max_bytes:
             return
         self.discard(entry.key)
-        self._entries[entry.key] = entry
+        self.entries[entry.key] = entry
         self._sizes[entry.key] = size
         self.bytes += size
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            old_key, _ = self._entries.popitem(last=False)
+        while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
+            old_key, _ = self.entries.popitem(last=False)
             self.bytes -= self._sizes.pop(old_key)
             self.stats.evictions += 1
 
     def resize(self, entry: CacheEntry) -> None:
         """Account for what ``entry`` grew by (a rendering memoised after insertion)."""
         old = self._sizes.get(entry.key)
-        if old is not None and self._entries.get(entry.key) is entry:
+        if old is not None and self.entries.get(entry.key) is entry:
             new = entry.size
             self._sizes[entry.key] = new
             self.bytes += new - old
 
     def discard(self, key: str) -> None:
-        if self._entries.pop(key, None) is not None:
+        if self.entries.pop(key, None) is not None:
             self.bytes -= self._sizes.pop(key)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self.entries.clear()
         self._sizes.clear()
         self.bytes = 0
