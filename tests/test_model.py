@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,28 @@ def test_value_json_round_trip_and_formats() -> None:
         {"index": 1, "type": "X", "data": {"format": "hex", "value": "DEADBEEF"}}
     )
     assert value_to_json(hexed)["data"] == {"format": "base64", "value": "3q2+7w=="}
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (b"plain text", "string"),
+        (b"tab\tnewline\ncr\r", "string"),  # the three controls text may hold
+        ("产品 · ü".encode(), "string"),
+        (b"nul\x00", "base64"),
+        (b"\x1f", "base64"),
+        (b"del\x7f", "base64"),
+        (b"\xff\xfe not UTF-8", "base64"),
+        ("\u0085 is C1, not C0".encode(), "string"),  # only C0 controls and DEL are binary
+    ],
+)
+def test_data_is_text_unless_binary(data: bytes, fmt: str) -> None:
+    out = value_to_json(Value(1, "X", data))["data"]
+    assert out["format"] == fmt
+    if fmt == "string":
+        assert out["value"] == data.decode("utf-8")
+    else:
+        assert base64.b64decode(out["value"]) == data
 
 
 @pytest.mark.parametrize(
