@@ -19,7 +19,19 @@ SUSTAINED = 0.97  # achieved / scheduled rate below this: the rate was not susta
 
 
 def closed_runs(inst: Result) -> list[Result]:
-    return [r for r in inst["runs"] if r.get("load") is None and not r.get("check")]
+    """The maximum's runs of the scenario itself (not the generator check's or the paired
+    ceiling runs)."""
+    return [
+        r
+        for r in inst["runs"]
+        if r.get("load") is None and not r.get("check") and not r.get("reference")
+    ]
+
+
+def paired_ratios(inst: Result) -> list[float]:
+    """Each repeat's maximum divided by the ceiling run made just before it."""
+    refs = {r["repeat"]: r["rps"] for r in inst["runs"] if r.get("reference")}
+    return [r["rps"] / refs[r["repeat"]] for r in closed_runs(inst) if refs.get(r["repeat"])]
 
 
 def foreign_cpu(run: Result) -> float:
@@ -61,7 +73,13 @@ def summarise(results: Result) -> list[Result]:
             out.append(s)
             continue
         s["rps"] = spread([r["rps"] for r in closed])
-        s["ratio"] = s["rps"]["median"] / ceiling if ceiling > 0 else math.nan
+        pairs = paired_ratios(inst)
+        if pairs:  # drift-proof: each repeat against its own neighbouring ceiling run
+            s["ratio_spread"] = spread(pairs)
+            s["ratio"] = s["ratio_spread"]["median"]
+            s["reference_rps"] = spread([r["rps"] for r in inst["runs"] if r.get("reference")])
+        else:  # the ceiling itself, or results from before paired runs
+            s["ratio"] = s["rps"]["median"] / ceiling if ceiling > 0 else math.nan
         s["server_cpu"] = spread([_cpu(r, "server") for r in closed])
         s["generator_cpu"] = spread([_cpu(r, "generator") for r in closed])
         s["foreign_cpu"] = spread([foreign_cpu(r) for r in inst["runs"]])

@@ -34,6 +34,10 @@ def _rng(s: Result, fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
 
 
+def _one(value: float) -> Result:
+    return {"median": value, "min": value, "max": value, "n": 1.0}
+
+
 def _label(s: Result) -> str:
     return str(s["scenario"]) + (f" @{_size(s['size'])}" if s["size"] else "")
 
@@ -65,7 +69,9 @@ def markdown(results: Result) -> str:
         f"{st['connections']} connections for the maximum (closed loop), "
         f"{st['open_connections']} for fixed rates (open loop; latency from each request's "
         "scheduled send time). Resolution answers are "
-        f"{results.get('answer_bytes', 0)} bytes; the ceiling sends the same body.",
+        f"{results.get('answer_bytes', 0)} bytes; the ceiling sends the same body. "
+        "x ceiling: each repeat's maximum divided by a ceiling run made just before it "
+        "(median (min-max) of those ratios), so drift in the machine's speed cancels out.",
         "",
         "**Targets** (issue 4)",
         "",
@@ -91,7 +97,8 @@ def markdown(results: Result) -> str:
             continue
         lines.append(
             f"| {s['scenario']} | {_size(s['size'])} | {_rng(s['rps'])} | "
-            f"{s['ratio']:.2f} | {_rng(s['server_cpu'], '{:.0%}')} | "
+            f"{_rng(s.get('ratio_spread') or _one(s['ratio']), '{:.2f}')} | "
+            f"{_rng(s['server_cpu'], '{:.0%}')} | "
             f"{_rng(s['generator_cpu'], '{:.0%}')} | {_mb(s['peak_rss_mb'])} |"
         )
     lines += [

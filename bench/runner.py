@@ -4,7 +4,10 @@ separate cores, every scenario repeated on a fresh server, every figure kept.
 An HTTP scenario runs in two phases, each repeat on a fresh server (and Redis), primed
 when it measures a cache: first closed-loop runs for the maximum, then open-loop runs at
 fixed fractions of the median maximum; peak RSS and the ``/metrics`` counters of the
-measured runs are kept. The ceiling goes first: every other figure is a ratio to it.
+measured runs are kept. The ceiling goes first, and every repeat of another scenario's
+maximum is paired with a ceiling run made just before it (a fresh ceiling, the same
+generator and placement): its ratio is taken to that neighbour, so a machine whose speed
+drifts over a long run (a shared VM) moves both sides of every ratio alike.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ class Runner:
         self.datasets: dict[int, dataset.Dataset] = {}
         self.body = Path()
         self.bar: Any = None
+        self._ceiling_requests: tuple[Path, Path] | None = None
 
     # ------------------------------------------------------------------ plan
 
@@ -154,7 +158,8 @@ class Runner:
     def runs_per_repeat(self, sc: Scenario) -> int:
         if sc.kind == "import":
             return 1
-        extra = 1 if sc.kind == "ceiling" and self.primary == "wrk" else 0
+        # The ceiling's generator check (with wrk), or another scenario's paired ceiling run.
+        extra = int(self.primary == "wrk") if sc.kind == "ceiling" else 1
         return (2 if sc.prime else 0) + 1 + extra + len(self.s.loads)
 
     def planned_runs(self) -> int:
@@ -334,6 +339,11 @@ class Runner:
         try:
             req_json, req_raw = self._workload(sc, size)
             for r in range(self.s.repeats):
+                if sc.kind != "ceiling":
+                    self._step(f"{label} r{r + 1} ceiling")
+                    ref = self._reference()
+                    inst.runs.append({"repeat": r, "load": None, "reference": True, **ref})
+                    self._step(f"{label} r{r + 1}", ref)
                 with self._fresh(sc, size, place, inst, req_json, f"{label} r{r + 1}") as (
                     served,
                     watch,
@@ -349,7 +359,9 @@ class Runner:
                         own = self._closed(served, watch, place, req_json, req_raw, "own", True)
                         inst.runs.append({"repeat": r, "load": None, "check": True, **own})
                         self._step(f"{label} r{r + 1}", own)
-            top_rps = statistics.median(r["rps"] for r in inst.runs if not r.get("check"))
+            top_rps = statistics.median(
+                r["rps"] for r in inst.runs if not (r.get("check") or r.get("reference"))
+            )
             for r in range(self.s.repeats):
                 with self._fresh(sc, size, place, inst, req_json, f"{label} r{r + 1}") as (
                     served,
@@ -364,6 +376,17 @@ class Runner:
             inst.error = str(exc)
             self._note(f"{label}: FAILED: {exc}")
         return inst
+
+    def _reference(self) -> Result:
+        """One closed-loop run of a fresh ceiling, as the ceiling scenario makes them (its
+        GETs answered whatever they ask: a write's PUT would get 405)."""
+        ceiling = next(sc for sc in self.s.scenarios if sc.kind == "ceiling")
+        place = placement(1)
+        if self._ceiling_requests is None:
+            self._ceiling_requests = self._workload(ceiling, None)
+        req_json, req_raw = self._ceiling_requests
+        with self._serving(ceiling, None, place) as (served, watch):
+            return self._closed(served, watch, place, req_json, req_raw, self.primary, True)
 
     @contextlib.contextmanager
     def _fresh(

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.cli import parse_size
 from bench.scenarios import SCENARIOS, select
 from bench.stats import latency_summary, percentile, spread
@@ -53,6 +55,11 @@ def test_smoke_run_writes_the_whole_report(tmp_path: Path) -> None:
     summary = {s["scenario"]: s for s in results["summary"]}
     assert summary["ceiling"]["ratio"] == 1.0
     assert summary["hot"]["rps"]["median"] > 0 and summary["hot"]["ratio"] > 0
+    # Its ratio is to the ceiling run made just before it, not to the first ceiling's.
+    (ref,) = [run for run in hot["runs"] if run.get("reference")]
+    (top,) = [run for run in hot["runs"] if run["load"] is None and not run.get("reference")]
+    assert ref["rps"] > 0 and ref["repeat"] == top["repeat"] == 0
+    assert summary["hot"]["ratio"] == pytest.approx(top["rps"] / ref["rps"])
     assert summary["hot"]["open"]["0.8"]["p99"]["median"] > 0
     assert summary["import"]["rps"]["median"] > 0
     targets = {t["id"]: t for t in results["targets"]}
