@@ -45,7 +45,11 @@ API_HANDLES = "/api/handles/"
 
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
     """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
-    raw = request.raw_path
+    return raw_handle(request.raw_path, prefix)
+
+
+def raw_handle(raw: str, prefix: str = API_HANDLES) -> str:
+    """:func:`path_handle` of the raw request target ``raw``."""
     if "?" in raw:
         raw = raw.partition("?")[0]
     rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
@@ -137,10 +141,11 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
     handle: str | None = None
     try:
         node = request.app[NODE]
-        handle = path_handle(request)
+        raw = request.raw_path
+        handle = raw_handle(raw)
         headers = request.headers
         if (
-            not request.query_string
+            "?" not in raw
             and _AUTHORIZATION not in headers
             and _HOPS not in headers
             and _VIA not in headers
