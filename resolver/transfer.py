@@ -62,6 +62,19 @@ def default_workers() -> int:
     return cores if cores and cores > 1 else 0
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start. Never a fork of this process (its threads, the store's
+    among them, would be copied mid-flight). A fork server where there is one: it starts
+    once with the workers' modules imported, and each worker is a fork of it, ready ~0.1 s
+    sooner than a spawned one that imports them itself before its first batch."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    # Process-wide, and only heeded before the fork server's first start. ("__main__": a
+    # script's main module, which every worker would otherwise run again.)
+    multiprocessing.set_forkserver_preload(["__main__", "registry.bulk"])
+    return multiprocessing.get_context("forkserver")
+
+
 class _Pipeline:
     """Batches through two stages: preparation (worker processes, or this process when
     ``workers`` is 0 or the input is one batch), then their transactions, one at a time and
@@ -95,7 +108,7 @@ class _Pipeline:
                     self.retired.append(self.pool)
                 self.pool = ProcessPoolExecutor(
                     self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),  # no fork of our threads
+                    mp_context=_worker_context(),
                     initializer=init_worker,
                     initargs=(spec,),
                 )
@@ -164,9 +177,10 @@ async def import_lines(
     workers: int | None = None,
 ) -> ImportReport:
     """Import JSON lines, ``batch`` records per transaction, prepared by ``workers``
-    processes (default: one per core; 0: in this process). The workers are spawned, so
-    they import the caller's main module again: a script calling this must keep its own
-    work under ``if __name__ == "__main__":``, as multiprocessing requires."""
+    processes (default: one per core; 0: in this process). The workers are not forks of
+    this process, so they import the caller's main module again: a script calling this
+    must keep its own work under ``if __name__ == "__main__":``, as multiprocessing
+    requires."""
     report = ImportReport()
     started = time.perf_counter()
     bar = tqdm(total=total, unit="rec", file=sys.stderr, disable=not progress, dynamic_ncols=True)

@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from registry.bulk import Preparer
+from registry.bulk import _value as bulk_value
+from registry.errors import HandleError
+from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
 from registry.rotation import rotate
 from resolver.config import load
@@ -202,3 +207,42 @@ async def test_key_rotated_during_an_import(node: Node) -> None:
     # Lines 13 on were read after the switch: their batches were signed by key 2.
     assert set(issuers[12:]) == {"602:0.NA/88.118"}
     assert set(issuers[:8]) <= {"601:0.NA/88.118", "602:0.NA/88.118"}
+
+
+_INDEXES = st.one_of(st.integers(-3, 2**31 + 3), st.booleans(), st.sampled_from(["7", 1.5, None]))
+_TYPES = st.one_of(st.text(max_size=4), st.just("\u00e9" * 128), st.just("T" * 256), st.none())
+_DATA = st.one_of(
+    st.text(max_size=8),
+    st.just({"format": "admin", "value": {"handle": "0.NA/88.118.8", "index": 300}}),
+    st.just({"format": "admin", "value": {"handle": "", "index": 300}}),
+    st.just({"format": "nope", "value": "x"}),
+    st.just({"format": "hex", "value": "zz"}),
+    st.integers(),
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(
+        st.sampled_from(["index", "type", "data", "ttl"]),
+        st.one_of(_INDEXES, _TYPES, _DATA),
+        max_size=4,
+    ),
+    st.fixed_dictionaries({"index": _INDEXES, "type": _TYPES, "data": _DATA}),
+)
+def test_plain_values_take_a_shortcut_to_the_same_value_or_error(
+    loose: dict[str, Any], plain: dict[str, Any]
+) -> None:
+    """The importer's shortcut for {index, type, data} values parses exactly as
+    value_from_json does, errors and their wording included."""
+    for obj in (loose, plain):
+        expected: Value | tuple[type, str]
+        try:
+            expected = value_from_json(obj, True, 77)
+        except HandleError as exc:
+            expected = (type(exc), exc.message)
+        try:
+            got: Value | tuple[type, str] = bulk_value(obj, 77)
+        except HandleError as exc:
+            got = (type(exc), exc.message)
+        assert got == expected

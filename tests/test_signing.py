@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from registry.model.identifiers import handle_key
 from registry.model.values import PERM_DEFAULT, Reference, Value
+from registry.model.wire import encode_value
 from registry.signing import jws
 from registry.signing._b64 import b64url_decode, b64url_encode
 from registry.signing.claims import (
@@ -595,6 +596,27 @@ def test_signature_payload_as_handle_writes_it(keys: dict[str, SigningKey]) -> N
     assert digests["digests"][0] == {"index": 1, "digest": value_digest(record()[0])}
     raw = b64url_decode(text.split(".")[1])
     assert b'{"digests":{"alg":"SHA-256","digests":[{"index":1,"digest":"' in raw  # compact
+
+
+@pytest.mark.parametrize("chain", [None, ["700:0.NA/88.118", "0.NA/88"]])
+@pytest.mark.parametrize("handle", [HANDLE, 'ä/"\\ \u2028\x01', "88.118.8/" + "x" * 300])
+def test_signature_payload_is_the_claims_serialised(
+    keys: dict[str, SigningKey], chain: list[str] | None, handle: str
+) -> None:
+    """The payload the signer assembles from fixed parts is, byte for byte, what
+    serialising the claims would give (the form Handle.Net reads)."""
+    values = [*record(), Value(400, "HS_SIGNATURE", b"old"), Value(2**31 - 1, "X", b"")]
+    signer = Signer(keys["EdDSA"], NODE, DAY, chain=chain)
+    signed = [(v.index, encode_value(v)) for v in signed_values(values)]
+    claims = signature_claims(handle, values, NODE, NOW, DAY, chain)
+    assert signer.payload_json(handle, signed, NOW) == orjson.dumps(claims)
+    sig = signer.signature(handle, values, NOW)
+    assert sig is not None
+    assert jws.decode(sig.data.decode()).payload == claims
+    assert (
+        jws.decode(sig.data.decode()).signing_input.split(b".")[1]
+        == b64url_encode(orjson.dumps(claims)).encode()
+    )
 
 
 def test_value_digest_is_sha256_of_the_wire_form_without_index_and_timestamp() -> None:

@@ -218,6 +218,17 @@ def data_from_json(obj: Any) -> bytes:
     raise ProtocolError(f"Unknown data format {fmt!r}"[:200])
 
 
+def value_data(raw: Any, index: int) -> bytes:
+    """The bytes of value ``index``'s ``data`` field; errors name the value."""
+    if type(raw) is str:
+        return raw.encode("utf-8")
+    try:
+        return data_from_json(raw)
+    except HandleError as exc:
+        exc.message = f"Value {index}: {exc.message}"
+        raise
+
+
 def value_from_json(obj: Any, keep_timestamp: bool = False, default_timestamp: int = 0) -> Value:
     """Parse one client value. Timestamps are the server's and are ignored, except when
     ``keep_timestamp`` (restoring an export); a value without one (or ignoring it) gets
@@ -232,15 +243,7 @@ def value_from_json(obj: Any, keep_timestamp: bool = False, default_timestamp: i
     vtype = _str(obj.get("type"), f"type of value {index}")
     if "data" not in obj:
         raise ProtocolError(f"Value {index} has no data")
-    raw = obj["data"]
-    if type(raw) is str:
-        data = raw.encode("utf-8")
-    else:
-        try:
-            data = data_from_json(raw)
-        except HandleError as exc:
-            exc.message = f"Value {index}: {exc.message}"
-            raise
+    data = value_data(obj["data"], index)
     ttl = _int(obj["ttl"], "ttl") if "ttl" in obj else DEFAULT_TTL
     ttl_type = _int(obj["ttlType"], "ttlType") if "ttlType" in obj else TTL_RELATIVE
     perms = obj.get("permissions")

@@ -27,8 +27,13 @@ def value_digest(v: Value) -> str:
 def encoded_digest(encoded: bytes) -> str:
     """The digest of the value whose wire encoding is ``encoded`` (saves encoding it twice
     when the encoding is needed anyway)."""
-    digest = hashlib.sha256(encoded[8:]).digest()  # without index and timestamp
-    return binascii.b2a_base64(digest, newline=False).decode("ascii")
+    return encoded_digest_bytes(encoded).decode("ascii")
+
+
+def encoded_digest_bytes(encoded: bytes) -> bytes:
+    """:func:`encoded_digest` as ASCII bytes."""
+    digest = hashlib.sha256(memoryview(encoded)[8:]).digest()  # without index and timestamp
+    return binascii.b2a_base64(digest, newline=False)
 
 
 def is_signature(v: Value) -> bool:

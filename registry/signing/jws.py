@@ -56,7 +56,16 @@ def encode_bytes(header: dict[str, Any], payload: dict[str, Any], key: SigningKe
             raise ValueError(f"header alg {header['alg']!r} does not match the {key.alg} key")
         members = {"alg": key.alg, **{k: v for k, v in header.items() if k != "alg"}}
         protected = b64url_bytes(orjson.dumps(members))
-    signing_input = b"%s.%s" % (protected, b64url_bytes(orjson.dumps(payload)))
+    return _signed(protected, orjson.dumps(payload), key)
+
+
+def encode_json_bytes(payload: bytes, key: SigningKey) -> bytes:
+    """:func:`encode_bytes` with the default header, of a payload already serialised."""
+    return _signed(_alg_only(key.alg), payload, key)
+
+
+def _signed(protected: bytes, payload: bytes, key: SigningKey) -> bytes:
+    signing_input = b"%s.%s" % (protected, b64url_bytes(payload))
     return b"%s.%s" % (signing_input, b64url_bytes(key.sign(signing_input)))
 
 
