@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench import steadiness
 from bench.stats import spread
 
 Result = dict[str, Any]
@@ -162,6 +163,16 @@ def generator_check(results: Result) -> Result:
 
 def warnings(results: Result, summaries: list[Result]) -> list[str]:
     notes: list[str] = []
+    probes = results.get("steadiness") or []
+    if steadiness.unsteady(probes):
+        worst = max(probes, key=lambda p: p["slow_share"])
+        notes.append(
+            f"the machine slowed its cores down by itself: {worst['slow_share']:.1%} of a "
+            f"fixed computation's repeats on core {worst['core']} took over "
+            f"{steadiness.SLOW:g}x their median (p99 {worst['p99_ms'] / worst['median_ms']:.1f}x)"
+            ": fixed-rate latencies at high load measure the machine as much as the server "
+            "(compare the ceiling's own)"
+        )
     for inst in results["instances"]:
         label = inst["scenario"] + (f" @{inst['size']:,}" if inst["size"] else "")
         if inst["error"]:

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import steadiness
 from bench.analysis import generator_check, summarise, warnings
 from bench.targets import evaluate
 
@@ -72,6 +73,7 @@ def markdown(results: Result) -> str:
         f"{results.get('answer_bytes', 0)} bytes; the ceiling sends the same body. "
         "x ceiling: each repeat's maximum divided by a ceiling run made just before it "
         "(median (min-max) of those ratios), so drift in the machine's speed cancels out.",
+        *([steadiness.describe(results["steadiness"])] if results.get("steadiness") else []),
         "",
         "**Targets** (issue 4)",
         "",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, procfs, redisserver, workload, wrk
+from bench import dataset, procfs, redisserver, steadiness, workload, wrk
 from bench.procs import PYTHON, ProcError, Served, free_port, run_measured, start_server
 from bench.scenarios import Scenario
 
@@ -196,6 +196,14 @@ class Runner:
                 }
                 for n, d in sorted(self.datasets.items())
             }
+            place = placement(1)
+            probe_s = 0.5 if self.s.mode == "smoke" else 3.0
+            self._note("probing how steady the cores are")
+            results["steadiness"] = [
+                p
+                for core in sorted({*place.server, *place.generator})
+                if (p := steadiness.probe(core, probe_s)) is not None
+            ]
             self.body = self.work / "body.json"
             self.body.write_bytes(self._probe_body())
             results["answer_bytes"] = self.body.stat().st_size

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.analysis import warnings
 from bench.cli import parse_size
 from bench.scenarios import SCENARIOS, select
 from bench.stats import latency_summary, percentile, spread
@@ -39,6 +40,13 @@ def test_smoke_run_writes_the_whole_report(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["mode"] == "smoke"
     assert results["answer_bytes"] > 0
+    # The machine's own steadiness, probed on the server's and the generator's core.
+    place = results["settings"]["placement"]
+    cores = sorted({*place["server"], *place["generator"]})
+    assert sorted(p["core"] for p in results["steadiness"]) == cores
+    assert all(
+        p["repeats"] > 0 and p["p99_ms"] >= p["median_ms"] > 0 for p in results["steadiness"]
+    )
     by_name = {inst["scenario"]: inst for inst in results["instances"]}
     assert set(by_name) == {"ceiling", "hot", "import"}
     for inst in results["instances"]:
@@ -71,6 +79,7 @@ def test_smoke_run_writes_the_whole_report(tmp_path: Path) -> None:
     assert "verdict" in results["generator_check"]
 
     md = (out / "summary.md").read_text()
+    assert "CPU steadiness before the scenarios" in md
     assert "| target | goal | measured | status |" in md and "| hot | 2 k |" in md
     for chart in results["charts"]:
         assert (out / chart).read_bytes().startswith(PNG)
@@ -116,3 +125,25 @@ def test_scaling_compares_shares_of_paired_ceilings() -> None:
     targets = {t.id: t for t in evaluate(summaries, {})}
     assert targets["scaling"].measured == pytest.approx(0.95)
     assert targets["scaling"].status == "PASS"
+
+
+def _probe(core: int, slow_share: float) -> dict[str, Any]:
+    return {
+        "core": core,
+        "repeats": 1000,
+        "median_ms": 1.0,
+        "p99_ms": 2.0,
+        "max_ms": 9.0,
+        "slow_share": slow_share,
+    }
+
+
+@pytest.mark.parametrize(("shares", "warned"), [((0.0, 0.005), False), ((0.0, 0.03), True)])
+def test_an_unsteady_machine_is_named_in_the_warnings(
+    shares: tuple[float, float], warned: bool
+) -> None:
+    results = {"instances": [], "steadiness": [_probe(c, s) for c, s in enumerate(shares)]}
+    notes = warnings(results, [])
+    assert any("slowed its cores down by itself" in n for n in notes) == warned
+    if warned:
+        assert "3.0% of a fixed computation's repeats on core 1" in notes[0]
