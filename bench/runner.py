@@ -386,8 +386,8 @@ class Runner:
         return inst
 
     def _reference(self) -> Result:
-        """One closed-loop run of a fresh ceiling, as the ceiling scenario makes them (its
-        GETs answered whatever they ask: a write's PUT would get 405)."""
+        """One closed-loop run of a fresh ceiling with the ceiling scenario's own requests
+        (all GETs: the mixed scenario's PUTs would only get 405 from it)."""
         ceiling = next(sc for sc in self.s.scenarios if sc.kind == "ceiling")
         place = placement(1)
         if self._ceiling_requests is None:
