@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +17,8 @@ from registry.model.values import Reference, Value
 from registry.store.base import Change, Delete, Put, Record
 from registry.store.migrations import SCHEMA_VERSION, SchemaTooNew, migrate
 from registry.store.sqlite import SQLiteStore, StoreClosed, _reverse_lookup_query
+
+T = TypeVar("T")
 
 # A safety net so a broken store fails the test instead of hanging it; never used to order
 # events.
@@ -120,21 +122,30 @@ async def test_concurrent_gets_share_one_read(
         await s.close()
 
 
-async def _all_asked(store: SQLiteStore, n: int) -> None:
-    """Wait (a poll with a deadline) until ``n`` gets are queued or their batch has left for a
-    reader thread: the condition the store itself keeps."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while len(store._batch) < n and not store._batches_in_flight:
-        assert loop.time() < deadline, "the gets never reached the store"
-        await asyncio.sleep(0)
+async def started(coros: Sequence[Coroutine[Any, Any, T]]) -> list[asyncio.Task[T]]:
+    """A task per coroutine, returned once every one has run its first step: the last to
+    start sets an event. The store's calls queue their work in that first step (before
+    they first suspend), so on return every call has reached the store."""
+    assert coros
+    left = len(coros)
+    all_started = asyncio.Event()
+
+    async def run(coro: Coroutine[Any, Any, T]) -> T:
+        nonlocal left
+        left -= 1
+        if not left:
+            all_started.set()
+        return await coro
+
+    tasks = [asyncio.create_task(run(c)) for c in coros]
+    await all_started.wait()
+    return tasks
 
 
 async def test_a_cancelled_get_leaves_the_others_their_answers(store: SQLiteStore) -> None:
     recs = [record(f"88.1/c{i}", url(1, f"u{i}")) for i in range(3)]
     await put(store, *recs)
-    tasks = [asyncio.ensure_future(store.get(handle_key(r.handle))) for r in recs]
-    await _all_asked(store, len(tasks))
+    tasks = await started([store.get(handle_key(r.handle)) for r in recs])
     tasks[1].cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert done[0] == recs[0] and done[2] == recs[2]
@@ -461,20 +472,10 @@ async def test_survives_close_and_reopen(tmp_path: Path) -> None:
         await s2.close()
 
 
-async def _all_waiting(tasks: list[asyncio.Task[None]]) -> None:
-    """Poll (with a deadline) until every task is suspended on a future or done."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not all(t.done() or t._fut_waiter is not None for t in tasks):  # type: ignore[attr-defined]
-        assert loop.time() < deadline, "the tasks never reached the store"
-        await asyncio.sleep(0)
-
-
 async def test_close_drains_pending_transacts(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "reg.db")
     await s.open()
-    tasks = [asyncio.create_task(put(s, record(f"88.1/h{i}"))) for i in range(50)]
-    await _all_waiting(tasks)  # every task has enqueued its item and waits for its commit
+    tasks = await started([put(s, record(f"88.1/h{i}")) for i in range(50)])
     await s.close()
     assert all(t.done() and t.exception() is None for t in tasks)
     s2 = SQLiteStore(tmp_path / "reg.db")

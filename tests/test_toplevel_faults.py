@@ -4,12 +4,12 @@ synchronise: each test waits on answers, with deadlines."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 from registry.signing.keys import SigningKey
 from sync import protocol
+from tests.syncprocs import until
 from tests.toplevel_support import (
     TopLevel,
     new_app,
@@ -18,8 +18,6 @@ from tests.toplevel_support import (
     signed,
     with_node,
 )
-
-DEADLINE = 30.0
 
 
 async def registered(data: Path) -> tuple[str, SigningKey]:
@@ -79,16 +77,17 @@ async def test_partial_error_rate_counts_only_answered_batches(tmp_path: Path) -
 
 
 async def _status_until(tl: TopLevel, want: int, app: str, key: SigningKey) -> list[int]:
-    """Heartbeats until one is answered ``want`` (within the deadline); all statuses seen."""
+    """Heartbeats (the shared poll with a deadline) until one is answered ``want``; all the
+    statuses seen."""
     seen: list[int] = []
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+
+    async def heartbeat() -> int:
         answer = await tl.post(key, app, protocol.HEARTBEAT_PATH, {"status": {}})
         seen.append(answer.status)
-        if answer.status == want:
-            return seen
-        await asyncio.sleep(0.05)  # polling pace, not synchronisation
-    raise AssertionError(f"no {want} within {DEADLINE} s: {seen}")
+        return answer.status
+
+    await until(heartbeat, lambda status: status == want, f"a heartbeat answered {want}")
+    return seen
 
 
 async def test_downtime_window(tmp_path: Path) -> None:
