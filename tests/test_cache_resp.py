@@ -5,7 +5,9 @@ pipelining, and the bounds on a frozen or dead server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,16 @@ from registry.cache.resp import RespClient, supports
 from tests.redisproc import redis_server
 
 TIMEOUT = 0.3
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[RespClient]:
+    """A client of ``url`` (bounded by TIMEOUT), closed on exit."""
+    client = RespClient(url, TIMEOUT)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 def test_supports_plain_urls_only() -> None:
@@ -30,8 +42,7 @@ def test_supports_plain_urls_only() -> None:
 
 async def test_commands_with_password_and_database(tmp_path: Path) -> None:
     async with redis_server(tmp_path / "r", "--requirepass", "s3cret") as redis:
-        client = RespClient(f"redis://:s3cret@127.0.0.1:{redis.port}/3", TIMEOUT)
-        try:
+        async with connected(f"redis://:s3cret@127.0.0.1:{redis.port}/3") as client:
             assert await client.get("k") is None
             assert await client.set("k", b"\x00v\r\n", px=60_000)
             assert await client.get("k") == b"\x00v\r\n"
@@ -39,50 +50,37 @@ async def test_commands_with_password_and_database(tmp_path: Path) -> None:
             assert dbsize.strip() == "1"  # it went to database 3
             assert await client.delete("k") == 1
             assert await client.get("k") is None
-        finally:
-            await client.aclose()
-        wrong = RespClient(f"redis://:nope@127.0.0.1:{redis.port}/0", TIMEOUT)
-        try:
+        async with connected(f"redis://:nope@127.0.0.1:{redis.port}/0") as wrong:
             with pytest.raises(ResponseError):
                 await wrong.get("k")
-        finally:
-            await wrong.aclose()
 
 
 async def test_acl_user_and_unix_socket(tmp_path: Path) -> None:
     sock = tmp_path / "redis.sock"
     acl = ("--user", "default", "off", "--user", "idn", "on", ">pw", "~*", "+@all")
-    async with redis_server(tmp_path / "r", "--unixsocket", str(sock), *acl):
-        client = RespClient(f"unix://idn:pw@{sock}?db=2", TIMEOUT)
-        try:
-            assert await client.set("k", b"v", px=60_000)
-            assert await client.get("k") == b"v"
-        finally:
-            await client.aclose()
+    server = redis_server(tmp_path / "r", "--unixsocket", str(sock), *acl)
+    async with server, connected(f"unix://idn:pw@{sock}?db=2") as client:
+        assert await client.set("k", b"v", px=60_000)
+        assert await client.get("k") == b"v"
 
 
 async def test_pipelined_answers_reach_their_callers(tmp_path: Path) -> None:
-    async with redis_server(tmp_path / "r") as redis:
-        client = RespClient(redis.url, TIMEOUT)
-        try:
-            await asyncio.gather(*(client.set(f"k{i}", b"%d" % i, px=60_000) for i in range(300)))
-            got = await asyncio.gather(*(client.get(f"k{i}") for i in range(300)))
-            assert got == [b"%d" % i for i in range(300)]
-            # An error answer fails its own command only; the connection carries on.
-            await client.set("text", b"abc", px=60_000)
-            results = await asyncio.gather(
-                client.get("k1"), client.command(b"INCR", "text"), client.get("k2"),
-                return_exceptions=True,
-            )  # fmt: skip
-            assert results[0] == b"1" and results[2] == b"2"
-            assert isinstance(results[1], ResponseError)
-        finally:
-            await client.aclose()
+    async with redis_server(tmp_path / "r") as redis, connected(redis.url) as client:
+        await asyncio.gather(*(client.set(f"k{i}", b"%d" % i, px=60_000) for i in range(300)))
+        got = await asyncio.gather(*(client.get(f"k{i}") for i in range(300)))
+        assert got == [b"%d" % i for i in range(300)]
+        # An error answer fails its own command only; the connection carries on.
+        await client.set("text", b"abc", px=60_000)
+        results = await asyncio.gather(
+            client.get("k1"), client.command(b"INCR", "text"), client.get("k2"),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert results[0] == b"1" and results[2] == b"2"
+        assert isinstance(results[1], ResponseError)
 
 
 async def test_frozen_server_costs_the_timeout_then_recovers(tmp_path: Path) -> None:
-    async with redis_server(tmp_path / "r") as redis:
-        client = RespClient(redis.url, TIMEOUT)
+    async with redis_server(tmp_path / "r") as redis, connected(redis.url) as client:
         try:
             await client.set("k", b"v", px=60_000)
             redis.pause()
@@ -99,13 +97,11 @@ async def test_frozen_server_costs_the_timeout_then_recovers(tmp_path: Path) -> 
             assert await client.get("k") == b"v"  # a new connection, answered
         finally:
             redis.resume()
-            await client.aclose()
 
 
 async def test_dead_server_fails_fast_and_a_restart_is_found(tmp_path: Path) -> None:
     async with redis_server(tmp_path / "r") as redis:
-        client = RespClient(redis.url, TIMEOUT)
-        try:
+        async with connected(redis.url) as client:
             assert await client.set("k", b"v", px=60_000)
             await redis.kill()
             for _ in range(3):
@@ -113,7 +109,5 @@ async def test_dead_server_fails_fast_and_a_restart_is_found(tmp_path: Path) -> 
                     await client.get("k")
             await redis.start()
             assert await client.get("k") is None  # restarted empty, and reconnected
-        finally:
-            await client.aclose()
         with pytest.raises(RedisConnectionError):
             await client.get("k")  # closed for good
