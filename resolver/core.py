@@ -8,7 +8,6 @@ registry reads it asks for, and raises :class:`registry.errors.HandleError` for 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 from registry import authz
 from registry.authz import Principal
@@ -117,9 +116,7 @@ def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> b
     return False
 
 
-# Parsing is pure and resolution repeats identifiers: a bounded memo keeps it off the hot
-# path (invalid identifiers raise, and exceptions are not memoised).
-_parse = lru_cache(maxsize=65_536)(parse)
+# Resolution repeats identifiers: the homed ones are remembered parsed (see Resolver._homed).
 _HOMED_MEMO = 65_536
 
 
@@ -133,22 +130,22 @@ class Resolver:
         # Resolutions per prefix key since the last statistics flush (sync/agent.py): a
         # dict increment is all the hot path pays.
         self.hits: dict[str, int] = {}
-        # Handle text as queried -> (record key, prefix key), for handles of homed prefixes
-        # (fixed for the process's life): what :meth:`cached` needs instead of parsing.
-        self._homed_keys: dict[str, tuple[str, str]] = {}
+        # Handle text as queried -> its identifier, for handles of homed prefixes (fixed for
+        # the process's life): resolving one again skips parsing and the homed check.
+        self._homed: dict[str, Identifier] = {}
 
     def cached(self, handle: str) -> CacheEntry | None:
         """The hot path, nothing awaited: for an unfiltered anonymous query of ``handle``
         (``Query(handle)``), the in-process tier's current entry of an existing record —
         the whole public answer — or None, and then :meth:`resolve` answers."""
-        keys = self._homed_keys.get(handle)
-        if keys is None:
+        ident = self._homed.get(handle)
+        if ident is None:
             return None
-        entry = self.registry.records.peek(keys[0])
+        entry = self.registry.records.peek(ident.key)
         if entry is None or not entry.found:
             return None
         hits = self.hits
-        hits[keys[1]] = hits.get(keys[1], 0) + 1
+        hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
         return entry
 
     def identify(self, text: str) -> Identifier:
@@ -164,19 +161,20 @@ class Resolver:
             if not self.registry.is_homed(ident) and self.remote is None:
                 raise HandleNotFound()
             return ident
-        return _parse(text)
+        return parse(text)
 
     async def resolve(self, query: Query) -> Answer:
-        ident = self.identify(query.handle)
-        if not self.registry.is_homed(ident):
-            return await self._resolve_remote(ident, query)
+        homed = self._homed
+        ident = homed.get(query.handle)
+        if ident is None:
+            ident = self.identify(query.handle)
+            if not self.registry.is_homed(ident):
+                return await self._resolve_remote(ident, query)
+            if len(homed) >= _HOMED_MEMO:  # bounded: clients choose what they ask
+                homed.clear()
+            homed[query.handle] = ident
         hits = self.hits
         hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
-        homed_keys = self._homed_keys
-        if query.handle not in homed_keys:
-            if len(homed_keys) >= _HOMED_MEMO:  # bounded: clients choose what they ask
-                homed_keys.clear()
-            homed_keys[query.handle] = (ident.key, ident.prefix_key)
         records = self.registry.records
         entry = None if query.authoritative else records.peek(ident.key)
         if entry is None:
