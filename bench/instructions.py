@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := set(names) - set(SCENARIOS):
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.keep is not None and args.keep.exists() and not args.keep.is_dir():
+        p.error(f"--keep: {args.keep} is not a directory")
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         print("bench.instructions: needs valgrind (callgrind)", file=sys.stderr)
         return 2
