@@ -40,7 +40,6 @@ class RecordCache:
         self.redis = redis
         self.stats = stats or CacheStats()
         self.local = LocalTier(max_entries, max_bytes, self.stats)
-        self._local_entries = self.local.entries
         self.max_ttl = max_ttl
         self.negative_ttl = negative_ttl
         self.clock = clock
@@ -53,13 +52,14 @@ class RecordCache:
     def peek(self, key: str) -> CacheEntry | None:
         """The in-process tier's current entry for ``key``, or None: a hit without
         awaiting anything (the hot path; :meth:`get` does everything else)."""
-        entry = self._local_entries.get(key)  # LocalTier.get, inlined: the hot path
+        entries = self.local.entries  # LocalTier.get, inlined: the hot path
+        entry = entries.get(key)
         if (
             entry is not None
             and entry.gen == self.gens.get_slot(entry.slot)  # the entry knows its slot
             and entry.expires_at > self.clock()
         ):
-            self._local_entries.move_to_end(key)
+            entries.move_to_end(key)
             if entry.found:
                 self.stats.local_hits += 1
             else:
