@@ -14,8 +14,8 @@ import pytest
 
 from registry.model.identifiers import handle_key
 from registry.model.values import Reference, Value
-from registry.store.base import Change, Delete, Put, Record
-from registry.store.migrations import SCHEMA_VERSION, SchemaTooNew, migrate
+from registry.store.base import Change, Delete, Encoded, Put, Record
+from registry.store.migrations import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
 from registry.store.sqlite import SQLiteStore, StoreClosed, _reverse_lookup_query
 
 T = TypeVar("T")
@@ -482,6 +482,44 @@ async def test_close_drains_pending_transacts(tmp_path: Path) -> None:
     await s2.open()
     assert await s2.count() == 50
     await s2.close()
+
+
+async def test_v3_moves_records_into_a_rowid_table_keeping_them(tmp_path: Path) -> None:
+    path = tmp_path / "reg.db"
+    recs = [record(f"88.{i % 2}/h{i}", url(1, f"https://example.org/{i}")) for i in range(30)]
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:2])  # a database as version 2 left it
+    for r in reversed(recs):  # rowids, once made, follow key order whatever came first
+        enc = Encoded.of(r)
+        conn.execute(
+            "INSERT INTO handles(key, handle, prefix, vals) VALUES (?, ?, ?, ?)",
+            (handle_key(r.handle), r.handle, handle_key(r.handle).split("/")[0], enc.vals),
+        )
+    conn.close()
+
+    s = SQLiteStore(path)
+    await s.open()
+    try:
+        assert await s.get("88.1/H7") == recs[7]
+        assert await s.scan(None, 100) == sorted((handle_key(r.handle), r) for r in recs)
+        await put(s, record("88.1/new", url(1, "x")))
+        assert await s.get("88.1/NEW") == record("88.1/new", url(1, "x"))
+    finally:
+        await s.close()
+
+    conn = sqlite3.connect(path)
+    try:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'handles'").fetchone()[0]
+        keys = [r[0] for r in conn.execute("SELECT key FROM handles ORDER BY rowid")]
+        plan = " ".join(
+            str(r)
+            for r in conn.execute("EXPLAIN QUERY PLAN SELECT vals FROM handles WHERE key = 'K'")
+        )
+    finally:
+        conn.close()
+    assert "WITHOUT ROWID" not in sql.upper()
+    assert keys[:-1] == sorted(handle_key(r.handle) for r in recs)  # then the new one
+    assert "USING INDEX sqlite_autoindex_handles" in plan
 
 
 async def test_schema_version_and_idempotent_migrations(tmp_path: Path) -> None:
