@@ -334,13 +334,14 @@ async def test_list_handles_counts_and_paging(store: SQLiteStore) -> None:
 
 async def test_iter_handles_keyset_paging(store: SQLiteStore) -> None:
     await put(store, *(record(f"88.1/h{i:02d}") for i in range(7)), record("88.1.2/child"))
+    await put(store, record("88.10/other"), record("88.0/before"))
     seen: list[str] = []
     after: str | None = None
     while rows := await store.iter_handles("88.1", after, 3):
         assert len(rows) <= 3
         seen += [handle for _, handle in rows]
         after = rows[-1][0]
-    assert seen == [f"88.1/h{i:02d}" for i in range(7)]  # the derived prefix is not included
+    assert seen == [f"88.1/h{i:02d}" for i in range(7)]  # no derived or neighbouring prefix
     assert await store.iter_handles("88.9", None, 3) == []
 
 
@@ -511,6 +512,12 @@ async def test_v3_moves_records_into_a_rowid_table_keeping_them(tmp_path: Path) 
     try:
         sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'handles'").fetchone()[0]
         keys = [r[0] for r in conn.execute("SELECT key FROM handles ORDER BY rowid")]
+        indexes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'handles'"
+            )
+        ]
         plan = " ".join(
             str(r)
             for r in conn.execute("EXPLAIN QUERY PLAN SELECT vals FROM handles WHERE key = 'K'")
@@ -520,6 +527,7 @@ async def test_v3_moves_records_into_a_rowid_table_keeping_them(tmp_path: Path) 
     assert "WITHOUT ROWID" not in sql.upper()
     assert keys[:-1] == sorted(handle_key(r.handle) for r in recs)  # then the new one
     assert "USING INDEX sqlite_autoindex_handles" in plan
+    assert indexes == ["sqlite_autoindex_handles_1"]  # listings use key ranges instead
 
 
 async def test_schema_version_and_idempotent_migrations(tmp_path: Path) -> None:

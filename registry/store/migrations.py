@@ -104,9 +104,10 @@ def _v3_handles_rowid(conn: sqlite3.Connection) -> None:
         "INSERT INTO handles_v3(key, handle, prefix, vals)"
         " SELECT key, handle, prefix, vals FROM handles ORDER BY key"
     )
-    conn.execute("DROP TABLE handles")  # and its index
+    # A prefix's records are the key range PREFIX/ to PREFIX0: the key index serves
+    # listings, and imports no longer write a second index.
+    conn.execute("DROP TABLE handles")  # and handles_prefix_key
     conn.execute("ALTER TABLE handles_v3 RENAME TO handles")
-    conn.execute("CREATE INDEX handles_prefix_key ON handles(prefix, key)")
 
 
 MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_sync, _v3_handles_rowid)

@@ -268,8 +268,9 @@ class SQLiteStore:
             if total == 0 or limit == 0:
                 return total, []
             rows = conn.execute(
-                "SELECT handle FROM handles WHERE prefix = ? ORDER BY key LIMIT ? OFFSET ?",
-                (prefix, -1 if limit is None else limit, offset),
+                "SELECT handle FROM handles WHERE key >= ? AND key < ? ORDER BY key"
+                " LIMIT ? OFFSET ?",
+                (*_key_range(prefix), -1 if limit is None else limit, offset),
             ).fetchall()
             return total, [r[0] for r in rows]
 
@@ -283,8 +284,9 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             rows = conn.execute(
-                "SELECT key, handle FROM handles WHERE prefix = ? AND key > ? ORDER BY key LIMIT ?",
-                (prefix, after_key or "", limit),
+                "SELECT key, handle FROM handles WHERE key >= ? AND key < ? AND key > ?"
+                " ORDER BY key LIMIT ?",
+                (*_key_range(prefix), after_key or "", limit),
             ).fetchall()
             return [(r[0], r[1]) for r in rows]
 
@@ -654,6 +656,12 @@ def _upper(text: str) -> str:
 
 def _prefix_of(key: str) -> str:
     return key.split("/", 1)[0]
+
+
+def _key_range(prefix: str) -> tuple[str, str]:
+    """Keys from the first to past the last of ``prefix``'s records (``PREFIX/...``, and
+    "0" follows "/"): a range of the primary key, so no index of prefixes is needed."""
+    return prefix + "/", prefix + "0"
 
 
 def _resolve_threadsafe(
