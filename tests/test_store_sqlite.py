@@ -485,11 +485,14 @@ async def test_close_drains_pending_transacts(tmp_path: Path) -> None:
     await s2.close()
 
 
-async def test_v3_moves_records_into_a_rowid_table_keeping_them(tmp_path: Path) -> None:
+async def test_v3_moves_records_into_a_rowid_table_keeping_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "reg.db"
     recs = [record(f"88.{i % 2}/h{i}", url(1, f"https://example.org/{i}")) for i in range(30)]
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, MIGRATIONS[:2])  # a database as version 2 left it
+    assert "migrating" not in caplog.text  # a new database is made quietly
     for r in reversed(recs):  # rowids, once made, follow key order whatever came first
         enc = Encoded.of(r)
         conn.execute(
@@ -500,6 +503,7 @@ async def test_v3_moves_records_into_a_rowid_table_keeping_them(tmp_path: Path) 
 
     s = SQLiteStore(path)
     await s.open()
+    assert "migrating from version 2 to 3" in caplog.text  # an upgrade that may take minutes
     try:
         assert await s.get("88.1/H7") == recs[7]
         assert await s.scan(None, 100) == sorted((handle_key(r.handle), r) for r in recs)

@@ -8,10 +8,13 @@ leaves the database at a whole version and concurrent openers cannot apply one t
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 
 Migration = Callable[[sqlite3.Connection], None]
+
+log = logging.getLogger("idnode.store")
 
 
 class SchemaTooNew(RuntimeError):
@@ -130,11 +133,13 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
 
     Raises :class:`SchemaTooNew` when the database is ahead of ``migrations``.
     """
+    found: int | None = None  # the version the database had when opened
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             version = schema_version(conn)
+            found = version if found is None else found
             if version > len(migrations):
                 raise SchemaTooNew(
                     f"Database schema version {version} is newer than this code's {len(migrations)}"
@@ -142,6 +147,8 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             if version == len(migrations):
                 conn.execute("COMMIT")
                 return version
+            if found > 0:  # an existing database: some migrations take minutes at 10 M
+                log.warning("store schema: migrating from version %d to %d", version, version + 1)
             migrations[version](conn)
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
