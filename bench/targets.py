@@ -5,6 +5,7 @@ The targets are never lowered to fit a result: a miss means profiling the hot pa
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,7 +52,7 @@ def _judge(
     goal = ("≥ " if at_least else "≤ ") + fmt.format(threshold)
     if math.isnan(measured):
         return Target(tid, title, goal, measured, "—", "N/A", note or "not measured in this run")
-    text = fmt.format(measured)
+    text = _apart(fmt, measured, threshold)
     ok = measured >= threshold if at_least else measured <= threshold
     if ok:
         return Target(tid, title, goal, measured, text, "PASS", note)
@@ -60,6 +61,21 @@ def _judge(
     else:
         miss = f"{measured / threshold:.1f}x the limit"
     return Target(tid, title, goal, measured, text, "MISS", f"{miss}; {note}" if note else miss)
+
+
+def _apart(fmt: str, measured: float, threshold: float) -> str:
+    """``measured`` in ``fmt``, with more decimals while it would read as the threshold
+    itself (0.795 against 80% is "79.5%", not an "80%" marked MISS)."""
+    text = fmt.format(measured)
+    digits = re.search(r"\.(\d)", fmt)
+    if digits is None or measured == threshold:
+        return text
+    for places in range(int(digits.group(1)) + 1, int(digits.group(1)) + 4):
+        if text != fmt.format(threshold):
+            break
+        finer = fmt[: digits.start(1)] + str(places) + fmt[digits.end(1) :]
+        text = finer.format(measured)
+    return text
 
 
 def _p99(summary: Result | None, load: str) -> float:

@@ -127,6 +127,15 @@ def test_scaling_compares_shares_of_paired_ceilings() -> None:
     assert targets["scaling"].status == "PASS"
 
 
+def test_a_ratio_a_hair_off_its_target_does_not_read_as_the_target() -> None:
+    summaries = [_cold(10_000, 8_000.0, 0.30), _cold(10_000_000, 7_000.0, 0.2685)]
+    scaling = {t.id: t for t in evaluate(summaries, {})}["scaling"]
+    assert scaling.status == "MISS" and scaling.text == "89.5%"  # not "90%" (the goal)
+    summaries = [_cold(10_000, 8_000.0, 0.30), _cold(10_000_000, 7_000.0, 0.24)]
+    scaling = {t.id: t for t in evaluate(summaries, {})}["scaling"]
+    assert scaling.status == "MISS" and scaling.text == "80%"  # far off: as before
+
+
 def _probe(core: int, slow_share: float) -> dict[str, Any]:
     return {
         "core": core,
