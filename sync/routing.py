@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,26 +152,9 @@ class Remote:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _get(
-        self, base: str, handle: str, headers: Mapping[str, str] | None = None
-    ) -> tuple[int, dict[str, Any]]:
-        try:
-            return await get_json(self.session, base, handle, headers)
-        except FetchError as exc:
-            raise ServerError(str(exc), http=502) from None
-
-    @staticmethod
-    def _values(body: Mapping[str, Any], handle: str) -> tuple[Value, ...]:
-        try:
-            return values_of(body, handle)
-        except FetchError as exc:
-            raise ServerError(str(exc), http=502) from None
-
     async def _raw_fetch(self, base: str, handle: str) -> tuple[Value, ...] | None:
-        try:
+        with _unanswered():
             return await fetch_values(self.session, base, handle)
-        except FetchError as exc:
-            raise ServerError(str(exc), http=502) from None
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -262,7 +246,8 @@ class Remote:
         if hops + 1 > self.max_hops:
             raise RecursionTooHigh(f"More than {self.max_hops} hops to resolve {ident.text}")
         headers = {HOPS_HEADER: str(hops + 1), VIA_HEADER: ",".join([*via, self.node_id])}
-        status, body = await self._get(base, ident.text, headers)
+        with _unanswered():
+            status, body = await get_json(self.session, base, ident.text, headers)
         code = body.get("responseCode")
         if status == 404 or code == RC_HANDLE_NOT_FOUND:
             self._answers.put(ident.key, None, NEGATIVE_TTL)
@@ -274,7 +259,8 @@ class Remote:
                 message if isinstance(message, str) else None,
                 http=status if 400 <= status < 600 else 502,
             )
-        values = self._values(body, ident.text)
+        with _unanswered():
+            values = values_of(body, ident.text)
         report = await verify_record(
             ident.text,
             values,
@@ -286,6 +272,15 @@ class Remote:
         if report.ok:  # only verified answers are kept
             self._answers.put(ident.key, result, min_ttl(values, self.max_ttl))
         return result
+
+
+@contextmanager
+def _unanswered() -> Iterator[None]:
+    """Another node that did not answer, or answered no record: a 502 for our client."""
+    try:
+        yield
+    except FetchError as exc:
+        raise ServerError(str(exc), http=502) from None
 
 
 def parse_hops(headers: Mapping[str, str]) -> tuple[int, tuple[str, ...]]:
