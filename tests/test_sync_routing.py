@@ -1,11 +1,15 @@
-"""The pure parts of cross-node routing and the sync configuration."""
+"""Cross-node routing (its pure parts, and a top-level that does not answer) and the sync
+configuration."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from registry.errors import ServerError
+from registry.model.identifiers import parse
 from registry.model.site import site_to_bytes
 from registry.model.values import Value
 from resolver.config import Config, ConfigError, load
@@ -17,8 +21,8 @@ from sync.protocol import (
     parse_auth,
     sign_request,
 )
-from sync.routing import candidate_prefixes, min_ttl, parse_hops, site_url
-from tests.conftest import init_node
+from sync.routing import Remote, candidate_prefixes, min_ttl, parse_hops, site_url
+from tests.conftest import free_port, init_node
 
 
 def site(obj: dict[str, object], ttl: int = 3600) -> Value:
@@ -121,3 +125,16 @@ async def test_sync_configuration(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError):
             load(data, env=env)
+
+
+async def test_a_toplevel_that_does_not_answer_is_a_502_naming_what_was_asked() -> None:
+    """No socket listens at the top-level's address: finding a foreign prefix's home fails
+    as a bad gateway for our client, not as a traceback or a 'not found'."""
+    async with aiohttp.ClientSession() as session:
+        remote = Remote(
+            session, f"http://127.0.0.1:{free_port()}", [], node_id="test", max_ttl=60.0
+        )
+        with pytest.raises(ServerError) as caught:
+            await remote.fetch(parse("99.1/x"), 0, ())
+    assert caught.value.http == 502
+    assert "0.NA/99.1" in caught.value.message
