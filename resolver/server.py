@@ -47,12 +47,22 @@ async def serve_async(
     await run_until_signalled(runner, site, "idnode", "https" if ctx else "http")
 
 
+# Collection thresholds while serving (CPython's defaults: 700, 10, 10). Serving makes no
+# cyclic garbage (a cold run of 80,000 requests: 0 objects collected), yet the defaults ran a
+# full collection every ~0.8 s, and a full one walks every long-lived object: the resolver's
+# memo of parsed handles and the cache tiers, which grow with the keys asked for (50,000 at
+# 10 M). Rarer collections took 8.6% off a cold request's CPU at 10 M and 5% at 10 k.
+SERVING_GC_THRESHOLDS = (10_000, 10, 100)
+
+
 def settle_heap() -> None:
     """After start-up: what exists now (modules, the node, its keys) lives as long as the
     process, so move it out of the garbage collector's way (``gc.freeze``). A full
-    collection then walks only what serving made since, which keeps its pause short."""
+    collection then walks only what serving made since, which keeps its pause short; and
+    collections run less often (:data:`SERVING_GC_THRESHOLDS`)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
 
 
 async def run_until_signalled(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import os
 import ssl
@@ -143,3 +144,17 @@ def test_listening_line_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "write", lambda fd, data: writes.append((fd, data)))
     server.announce("idnode listening on http://127.0.0.1:8000")
     assert writes == [(sys.stdout.fileno(), b"idnode listening on http://127.0.0.1:8000\n")]
+
+
+def test_settled_heap_is_frozen_and_collected_less_often() -> None:
+    """What start-up leaves lives as long as the process: frozen out of the collector's
+    walks, and serving's own collections come at the serving thresholds, not CPython's."""
+    before = gc.get_threshold()
+    try:
+        server.settle_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == server.SERVING_GC_THRESHOLDS
+        assert server.SERVING_GC_THRESHOLDS[0] > before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
