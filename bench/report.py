@@ -226,7 +226,10 @@ def charts(results: Result, out: Path) -> list[Path]:
         ax.set_title(title)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # e.g. a run at one registry size
+            ax.text(0.5, 0.5, "no scenario ran at two sizes", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     paths.append(_save(fig, out / CHARTS[2]))
     plt.close("all")
