@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -436,6 +437,17 @@ async def _awaited(result: Awaitable[int]) -> int:
     return await result
 
 
+def said(exc: ConfigError | HandleError, handle: str | None = None) -> str:
+    """What the CLI says of a failure: its message, or for a Handle error that has none
+    (``HandleNotFound``) its name in words and its responseCode; prefixed by the handle
+    the command was given, if any."""
+    text = str(exc)
+    if isinstance(exc, HandleError) and exc.message is None:
+        words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).lower()
+        text = f"{words} (responseCode {exc.response_code})"
+    return f"{handle}: {text}" if handle else text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     fn: Command | Callable[[argparse.Namespace], int] = args.fn
@@ -445,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             return result
         return asyncio.run(_awaited(result))
     except (ConfigError, HandleError) as exc:
-        print(f"idnode: {exc}", file=sys.stderr)
+        print(f"idnode: {said(exc, getattr(args, 'handle', None))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
