@@ -4,15 +4,17 @@ client both cross-node resolution and ``idnode verify --server`` use."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from registry.errors import RC_HANDLE_NOT_FOUND, RC_VALUES_NOT_FOUND, HandleError
 from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
+
+if TYPE_CHECKING:
+    import aiohttp
 
 FETCH_TIMEOUT = 5.0
 
@@ -28,6 +30,10 @@ async def get_json(
     headers: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """``GET base/api/handles/handle``: the HTTP status and the JSON object answered."""
+    # Imported here: importing aiohttp's client loads the system's CA certificates (~0.1 s),
+    # which CLI commands that never fetch (get, put, import, ...) should not pay.
+    import aiohttp
+
     url = f"{base}/api/handles/{quote(handle, safe='/:')}"
     try:
         async with session.get(

@@ -19,9 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from registry.errors import (
     RC_HANDLE_NOT_FOUND,
@@ -37,6 +35,9 @@ from registry.model.site import PROTOCOL_NAMES, site_from_bytes
 from registry.model.values import Value, type_key
 from registry.signing.verify import verify_record
 from sync.handleclient import FetchError, fetch_values, get_json, values_of
+
+if TYPE_CHECKING:
+    import aiohttp
 
 HOPS_HEADER = "X-Idnode-Hops"
 VIA_HEADER = "X-Idnode-Via"

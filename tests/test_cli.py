@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import stat
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -516,3 +518,17 @@ async def test_bulk_import_queues_its_reports_in_its_transactions(
     assert len([b for b in bodies if b["prefix"] == "88.118.30"]) == 1
     assert totals["88.118.30"]["registrations"] == 25
     assert totals["88.118.30"]["updates"] == 0
+
+
+def test_commands_that_never_fetch_do_not_load_the_http_client() -> None:
+    """aiohttp's client loads the system's CA certificates when imported (~0.1 s): the store
+    commands (get, put, import, ...) reach the resolver core, whose cross-node client must
+    import it only when it first fetches."""
+    code = (
+        "import sys, resolver.cli, resolver.node;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=procs.ROOT
+    )
+    assert done.stdout.strip() == "[]"
