@@ -439,10 +439,12 @@ async def _awaited(result: Awaitable[int]) -> int:
 
 def said(exc: ConfigError | HandleError, handle: str | None = None) -> str:
     """What the CLI says of a failure: its message, or for a Handle error that has none
-    (``HandleNotFound``) its name in words and its responseCode; prefixed by the handle
-    the command was given, if any."""
+    (``HandleNotFound``) its name in words and its responseCode; a Handle error is
+    prefixed by the handle the command was given, if any."""
+    if not isinstance(exc, HandleError):
+        return str(exc)  # the configuration or data directory, not the handle
     text = str(exc)
-    if isinstance(exc, HandleError) and exc.message is None:
+    if exc.message is None:
         words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).lower()
         text = f"{words} (responseCode {exc.response_code})"
     return f"{handle}: {text}" if handle else text
