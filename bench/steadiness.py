@@ -37,7 +37,7 @@ print(json.dumps({{
     "median_ms": med * 1e3,
     "p99_ms": xs[int(len(xs) * 0.99)] * 1e3,
     "max_ms": xs[-1] * 1e3,
-    "slow_share": sum(1 for x in xs if x > 1.5 * med) / len(xs),
+    "slow_share": sum(1 for x in xs if x > {slow} * med) / len(xs),
 }}))
 """
 
@@ -46,7 +46,7 @@ SLOW = 1.5  # a repeat this many times its median counts as slowed down by the m
 
 def probe(core: int, seconds: float = 3.0) -> dict[str, Any] | None:
     """The spread of one core's speed, or None where the probe could not run."""
-    cmd = pinned([sys.executable, "-c", _PROBE.format(seconds=seconds)], [core])
+    cmd = pinned([sys.executable, "-c", _PROBE.format(seconds=seconds, slow=SLOW)], [core])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
         result: dict[str, Any] = json.loads(done.stdout)
