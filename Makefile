@@ -4,13 +4,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= demo-data
 
-.PHONY: run test lint install clean bench
+.PHONY: run test lint install clean bench lock
 
-$(BIN)/idnode: pyproject.toml
+LOCK   := constraints.txt
+# PIP_CONSTRAINT reaches pip's isolated build environment too (setuptools comes from the lock).
+PIPLOCK := PIP_CONSTRAINT=$(CURDIR)/$(LOCK) $(BIN)/pip install -q
+
+$(BIN)/idnode: pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "idnode needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(PIPLOCK) pip
+	$(PIPLOCK) -e '.[dev,bench]'
 	@touch $@
 
 install: $(BIN)/idnode
@@ -36,3 +40,14 @@ bench: $(BIN)/idnode
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Refresh the lock: resolve pyproject.toml's ranges afresh in a scratch venv and pin the result.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip setuptools
+	.lock-venv/bin/pip install -q '.[dev,bench]'
+	{ sed -n '/^#/p' $(LOCK); .lock-venv/bin/pip freeze --all --exclude idnode | grep -v '^wheel=='; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv build
+	@echo "$(LOCK) refreshed; run 'make clean test' to check the new set"
