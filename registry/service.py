@@ -47,7 +47,7 @@ from registry.model.values import (
     type_key,
 )
 from registry.reporting import reports_for
-from registry.secrets import Sealer
+from registry.secrets import Sealer, secrets_equal
 from registry.signer import RecordSigner
 from registry.store.base import (
     Change,
@@ -98,8 +98,53 @@ def _right_for(old: Value | None, new: Value | None) -> int:
     return adm.MODIFY_ADMIN if admin else adm.MODIFY_VALUE
 
 
+def _unchanged(new: Sequence[Value], old: Sequence[Value | None]) -> bool:
+    """``new`` is ``old``, value for value (:meth:`Registry._prepare` returns the stored value
+    itself for one written unchanged)."""
+    return len(new) == len(old) and all(a is b for a, b in zip(new, old, strict=True))
+
+
 def not_allocated(prefix: str) -> str:
     return f"Prefix {prefix} is not allocated on this node"
+
+
+_VALUE_RIGHTS = (
+    adm.ADD_VALUE,
+    adm.MODIFY_VALUE,
+    adm.REMOVE_VALUE,
+    adm.ADD_ADMIN,
+    adm.MODIFY_ADMIN,
+    adm.REMOVE_ADMIN,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Access:
+    """What the caller may do to one handle, worked out once per write (``rights`` None: the
+    trusted local operator, who may do anything).
+
+    A write is authorised from the request and the *shape* of the record (which indexes exist
+    and which are HS_ADMIN), never from what the values hold: a check that depends on the
+    content answers differently for a right and a wrong guess of it.
+    """
+
+    ident: Identifier
+    caller: str  # the identity, for messages
+    rights: authz.Rights | None
+
+    def require(self, right: int) -> None:
+        if self.rights is not None and not self.rights.may(right):
+            raise InsufficientPermissions(
+                f"{self.caller} may not {adm.RIGHT_NAMES[right]} on {self.ident.text}"
+            )
+
+    def require_some_value_right(self) -> None:
+        """Refuse, with the same answer whatever the record holds, a caller who may change
+        none of its values (so a refusal does not even tell which indexes exist)."""
+        if self.rights is not None and not any(self.rights.may(r) for r in _VALUE_RIGHTS):
+            raise InsufficientPermissions(
+                f"{self.caller} may not change the values of {self.ident.text}"
+            )
 
 
 class Registry:
@@ -170,7 +215,7 @@ class Registry:
                 plain = v.data
             if old is not None and type_key(old.type) == HS_SECKEY:
                 same = replace(v, data=old.data, timestamp=old.timestamp)
-                if same.same_content(old) and self.sealer.unseal(old.data) == plain:
+                if same.same_content(old) and secrets_equal(self.sealer.unseal(old.data), plain):
                     return old
             v = replace(v, data=self.sealer.seal(plain))
         elif old is not None and v.same_content(old):
@@ -197,15 +242,12 @@ class Registry:
             return tuple(values)
         return self.signer.sign(handle, values, now)
 
-    def _check(
-        self, ident: Identifier, records: Mapping[str, Record], who: Principal | None, right: int
-    ) -> None:
-        if who is None:
-            return  # trusted local operator (CLI with access to the data directory)
-        if not authz.rights_over(ident, records, who).may(right):
-            raise InsufficientPermissions(
-                f"{who.identity} may not {adm.RIGHT_NAMES[right]} on {ident.text}"
-            )
+    def _access(
+        self, ident: Identifier, records: Mapping[str, Record], who: Principal | None
+    ) -> _Access:
+        if who is None:  # the trusted local operator (CLI with access to the data directory)
+            return _Access(ident, "the operator", None)
+        return _Access(ident, str(who.identity), authz.rights_over(ident, records, who))
 
     def _check_prefix_allocated(self, ident: Identifier, records: Mapping[str, object]) -> None:
         if ident.is_prefix_handle:
@@ -218,16 +260,24 @@ class Registry:
             return None
         return await self.authenticator.with_groups(who, await self.authority(ident))
 
-    async def _transact(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
+    async def _write(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
         """``store.transact`` with the write's reports (outbox items, statistics) added to
-        its changes, so they commit or roll back together."""
+        its changes, so they commit or roll back together; then the write hooks (cache
+        invalidation) for the records changed. A mutation that changes nothing reports
+        nothing and notifies nobody."""
+        touched: list[str] = []
 
         def reported(records: Mapping[str, Record]) -> tuple[Sequence[Change], R]:
             changes, result = mutation(records)
+            written = (c.key for c in changes if isinstance(c, Put | PutEncoded | Delete))
+            touched[:] = dict.fromkeys(written)
             extra = reports_for(records, changes, self.homed_keys, self._now(), self.stats_seconds)
             return [*changes, *extra], result
 
-        return await self.store.transact(keys, reported)
+        result = await self.store.transact(keys, reported)
+        if touched:
+            await self._notify(touched)
+        return result
 
     async def _notify(self, keys: Sequence[str]) -> None:
         for hook in self.write_hooks:
@@ -252,34 +302,33 @@ class Registry:
 
         def mutate(records: Mapping[str, Record]) -> tuple[list[Change], WriteResult]:
             existing = records.get(ident.key)
+            access = self._access(ident, records, who)
             if existing is None:
                 self._check_prefix_allocated(ident, records)
-                self._check(ident, records, who, adm.ADD_HANDLE)
+                access.require(adm.ADD_HANDLE)
                 new = [self._prepare(v, now, None, False) for v in values]
                 sealed = self._seal(ident.text, new, now)
                 return [Put(ident.key, Record(ident.text, sealed))], WriteResult(ident.text, True)
             if not overwrite:
                 raise HandleExists()
+            access.require_some_value_right()
             current = self._user(ident.key, existing.values)
-            old_by_index = {v.index: v for v in current}
-            new = []
+            olds = {v.index: v for v in current}
+            # Every value named is authorised, changed or not, before any is compared.
             for v in values:
-                old = old_by_index.get(v.index)
-                prepared = self._prepare(v, now, old, False)
-                if prepared is not old:
-                    self._check(ident, records, who, _right_for(old, v))
-                new.append(prepared)
+                access.require(_right_for(olds.get(v.index), v))
             kept = {v.index for v in values}
             for old in current:
                 if old.index not in kept:
-                    self._check(ident, records, who, _right_for(old, None))
+                    access.require(_right_for(old, None))
+            new = [self._prepare(v, now, olds.get(v.index), False) for v in values]
+            if _unchanged(new, current):
+                return [], WriteResult(ident.text, False)
             new += self._system(ident.key, existing.values)
             record = Record(existing.handle, self._seal(existing.handle, new, now))
             return [Put(ident.key, record)], WriteResult(ident.text, False)
 
-        result = await self._transact(authz.authority_keys(ident), mutate)
-        await self._notify([ident.key])
-        return result
+        return await self._write(authz.authority_keys(ident), mutate)
 
     async def put_values(
         self,
@@ -300,18 +349,23 @@ class Registry:
             existing = records.get(ident.key)
             if existing is None:
                 raise HandleNotFound()
+            access = self._access(ident, records, who)
+            access.require_some_value_right()
             by_index = {v.index: v for v in self._user(ident.key, existing.values)}
-            created = True
+            # Every value named is authorised, changed or not, before the record tells
+            # anything more (an index conflict, whether a value is the same).
             for v in values:
-                old = by_index.get(v.index)
-                if old is not None:
-                    created = False
-                    if not overwrite:
-                        raise ValueExists(f"Index conflict for {v.index}")
-                prepared = self._prepare(v, now, old, False)
-                if prepared is not old:
-                    self._check(ident, records, who, _right_for(old, v))
-                by_index[v.index] = prepared
+                access.require(_right_for(by_index.get(v.index) if overwrite else None, v))
+            olds = [by_index.get(v.index) for v in values]
+            if not overwrite:
+                taken = [v.index for v, old in zip(values, olds, strict=True) if old is not None]
+                if taken:
+                    raise ValueExists(f"Index conflict for {taken[0]}")
+            new = [self._prepare(v, now, o, False) for v, o in zip(values, olds, strict=True)]
+            if _unchanged(new, olds):
+                return [], WriteResult(ident.text, False)
+            created = all(old is None for old in olds)
+            by_index.update((v.index, v) for v in new)
             if len(by_index) > MAX_VALUES:
                 raise InvalidValue(f"A record holds at most {MAX_VALUES} values")
             # The reference re-sorts the whole record by index after an add.
@@ -322,9 +376,7 @@ class Registry:
                 ident.text, created
             )
 
-        result = await self._transact(authz.authority_keys(ident), mutate)
-        await self._notify([ident.key])
-        return result
+        return await self._write(authz.authority_keys(ident), mutate)
 
     async def delete_record(self, ident: Identifier, who: Principal | None = None) -> None:
         if not self.is_homed(ident):
@@ -334,11 +386,10 @@ class Registry:
         def mutate(records: Mapping[str, Record]) -> tuple[list[Change], None]:
             if ident.key not in records:
                 raise HandleNotFound()
-            self._check(ident, records, who, adm.DELETE_HANDLE)
+            self._access(ident, records, who).require(adm.DELETE_HANDLE)
             return [Delete(ident.key)], None
 
-        await self._transact(authz.authority_keys(ident), mutate)
-        await self._notify([ident.key])
+        await self._write(authz.authority_keys(ident), mutate)
 
     async def delete_values(
         self, ident: Identifier, indexes: Sequence[int], who: Principal | None = None
@@ -356,20 +407,23 @@ class Registry:
             existing = records.get(ident.key)
             if existing is None:
                 raise HandleNotFound()
+            access = self._access(ident, records, who)
+            access.require_some_value_right()
             current = self._user(ident.key, existing.values)
             present = {v.index: v for v in current}
-            missing = sorted(wanted - present.keys())
-            if missing:
+            # Rights first: only then may the answer tell which indexes exist.
+            for i in sorted(wanted & present.keys()):
+                access.require(_right_for(present[i], None))
+            if wanted - present.keys():
                 raise ValuesNotFound()
-            for i in wanted:
-                self._check(ident, records, who, _right_for(present[i], None))
+            if not wanted:
+                return [], None
             kept = [v for v in current if v.index not in wanted]
             kept += self._system(ident.key, existing.values)
             sealed = self._seal(existing.handle, kept, now)
             return [Put(ident.key, Record(existing.handle, sealed))], None
 
-        await self._transact(authz.authority_keys(ident), mutate)
-        await self._notify([ident.key])
+        await self._write(authz.authority_keys(ident), mutate)
 
     async def import_records(
         self, items: Sequence[tuple[Identifier, Sequence[Value]]]
@@ -400,9 +454,7 @@ class Registry:
                 self._import_one(view, ident, values, now, changes, counts)
             return changes, ImportResult(*counts)
 
-        result = await self._transact(sorted(keys), mutate)
-        await self._notify([ident.key for ident, _ in items])
-        return result
+        return await self._write(sorted(keys), mutate)
 
     def _import_one(
         self,
@@ -428,7 +480,7 @@ class Registry:
             current = self._user(ident.key, existing.values)
             olds = {v.index: v for v in current}
             new = [self._prepare(v, now, olds.get(v.index), True) for v in values]
-            if len(new) == len(current) and all(a is b for a, b in zip(new, current, strict=True)):
+            if _unchanged(new, current):
                 counts[2] += 1
                 return
             new += self._system(ident.key, existing.values)
@@ -484,9 +536,7 @@ class Registry:
                     raise ImportItemError(position, exc) from None
             return changes, ImportResult(*counts)
 
-        result = await self._transact(sorted(keys), mutate)
-        await self._notify([item.key for item in batch.items])
-        return result
+        return await self._write(sorted(keys), mutate)
 
     async def resign(self, keys: Sequence[str]) -> int:
         """Sign these records afresh with the current key (rotation); returns how many."""

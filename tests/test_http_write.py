@@ -254,7 +254,7 @@ async def test_identical_replace_keeps_every_timestamp(server: Server) -> None:
     assert status == 200
     assert body == ok(T1)
     _, after = await get(server, T1)
-    # The node signs the record again (a value of its own); every client value is untouched.
+    # A write that changes nothing leaves the record as it was, the node's signature too.
     signed(after)
     assert client_record(after) == client_record(before)
 

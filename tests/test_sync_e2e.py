@@ -247,7 +247,7 @@ async def test_outbox_survives_toplevel_downtime_and_a_sigkill(tmp_path: Path) -
                 *(write(f"{ENT8}/N{i}", url_body(i), ENT8_ADMIN, 201) for i in range(950))
             )
             await asyncio.gather(
-                *(write(f"{ENT8}/N{i}", url_body(-i), ENT8_ADMIN, 200) for i in range(30))
+                *(write(f"{ENT8}/N{i}", url_body(f"-{i}"), ENT8_ADMIN, 200) for i in range(30))
             )
             for i in range(10):
                 async with s.delete(a.api(f"{ENT8}/N{900 + i}"), headers=ENT8_ADMIN) as r:
