@@ -3,6 +3,7 @@ throttling repeated failures."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -112,43 +113,101 @@ class Authenticator:
         return Principal(who.identity, frozenset(groups))
 
 
+_Key = tuple[str, ...]  # ("pair", address, handle), ("identity", handle), ...
+
+
 class FailureThrottle:
-    """Slows down credential guessing: after ``free`` failures from one source, each further
-    attempt must wait an exponentially growing delay (capped). Bounded memory (LRU)."""
+    """Slows down secret guessing, whichever protocol carries the attempts: it says how long
+    an attempt must wait before its credentials are checked, and learns how each went.
+
+    Failures are counted per (address, handle), per handle and per address — the handle the
+    identity names, whatever its spelling or index (``0:H`` tries every secret of ``H``), and
+    an IPv6 address by its /64 (one host commonly holds a whole /64). Once a counter has
+    had its free failures, each further attempt it covers must wait a delay doubling with
+    every failure (capped) after the last one: the per-handle counter stops guesses spread
+    over many addresses, the per-address one an address trying many identities. A success
+    clears only its own (address, handle) counter — knowing one secret buys no guesses at
+    another — and a counter is forgotten ``forget`` seconds after its last failure. The
+    counters are an LRU of at most ``max_entries``.
+    """
 
     def __init__(
         self,
         free: int = 5,
+        identity_free: int = 20,
+        address_free: int = 50,
         base: float = 1.0,
         cap: float = 300.0,
-        max_sources: int = 100_000,
+        forget: float = 3600.0,
+        max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.free, self.base, self.cap = free, base, cap
-        self._max = max_sources
+        if forget < cap:  # else a patient guesser would be forgotten between two delays
+            raise ValueError("forget must not be shorter than cap")
+        self.free, self.identity_free, self.address_free = free, identity_free, address_free
+        self.base, self.cap, self.forget = base, cap, forget
+        self._max = max_entries
         self._clock = clock
-        self._fails: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._fails: OrderedDict[_Key, tuple[int, float]] = OrderedDict()
 
-    def retry_after(self, source: str) -> float:
-        """Seconds ``source`` must still wait before its credentials are checked (0: go)."""
-        entry = self._fails.get(source)
-        if entry is None:
-            return 0.0
-        count, last = entry
-        if count < self.free:
-            return 0.0
-        delay = min(self.cap, self.base * 2.0 ** (count - self.free))
-        return max(0.0, last + delay - self._clock())
+    def _counters(self, address: str, identity: adm.AdminRef | None) -> list[tuple[_Key, int]]:
+        """The counters an attempt from ``address`` as ``identity`` falls under, each with
+        its free failures; ``identity`` None: credentials that named nobody."""
+        source = _source(address)
+        out: list[tuple[_Key, int]] = [(("address", source), self.address_free)]
+        if identity is not None:
+            target = handle_key(identity.handle)
+            out.append((("pair", source, target), self.free))
+            out.append((("identity", target), self.identity_free))
+        return out
 
-    def failed(self, source: str) -> None:
-        count, _ = self._fails.pop(source, (0, 0.0))
-        self._fails[source] = (count + 1, self._clock())
+    def retry_after(self, address: str, identity: adm.AdminRef | None) -> float:
+        """Seconds an attempt from ``address`` as ``identity`` must still wait before its
+        credentials are checked (0: go)."""
+        now = self._clock()
+        wait = 0.0
+        for key, free in self._counters(address, identity):
+            entry = self._fails.get(key)
+            if entry is None:
+                continue
+            count, last = entry
+            if now - last >= self.forget:
+                del self._fails[key]
+            elif count >= free:
+                delay = min(self.cap, self.base * 2.0 ** min(count - free, 64))
+                wait = max(wait, last + delay - now)
+        return wait
+
+    def failed(self, address: str, identity: adm.AdminRef | None) -> None:
+        """An attempt from ``address`` as ``identity`` (None: credentials that named
+        nobody) failed."""
+        now = self._clock()
+        for key, _ in self._counters(address, identity):
+            count, last = self._fails.pop(key, (0, now))
+            if now - last >= self.forget:
+                count = 0
+            self._fails[key] = (count + 1, now)
         while len(self._fails) > self._max:
             self._fails.popitem(last=False)
 
-    def succeeded(self, source: str) -> None:
-        self._fails.pop(source, None)
+    def succeeded(self, address: str, identity: adm.AdminRef) -> None:
+        """An attempt from ``address`` proved ``identity``: only that pair's count is
+        cleared."""
+        self._fails.pop(("pair", _source(address), handle_key(identity.handle)), None)
 
     @staticmethod
     def ceil(seconds: float) -> int:
         return max(1, math.ceil(seconds))
+
+
+def _source(address: str) -> str:
+    """``address`` as counted: an IPv6 address by its /64, anything else as it is."""
+    if ":" not in address:
+        return address  # IPv4 (or no address at all): no parsing on the common path
+    try:
+        ip = ipaddress.IPv6Address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))

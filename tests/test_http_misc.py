@@ -641,6 +641,46 @@ async def test_success_resets_the_failure_count(server: Server) -> None:
         assert body["responseCode"] == 1
 
 
+GUESS_NODE = {"Authorization": basic("300:0.NA/88.118", "a-guess")}
+
+
+async def test_a_known_login_does_not_reset_guesses_at_another_identity(server: Server) -> None:
+    server.node.throttle = FailureThrottle(clock=Clock())
+    for _ in range(5):
+        status, _, _ = await read_secret(server, GUESS_NODE)
+        assert status == 401
+        status, _, _ = await read_secret(server, ENT8_ADMIN)  # a login the guesser knows
+        assert status == 200
+    status, body, _ = await read_secret(server, GUESS_NODE)
+    assert status == 429
+    assert body["responseCode"] == 3
+    status, _, _ = await read_secret(server, ENT8_ADMIN)  # its own login is not held up
+    assert status == 200
+
+
+async def read_secret_from(server: Server, address: str, headers: dict[str, str]) -> int:
+    """The status of reading 0.NA/88.118.8's secret from the loopback ``address``."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(server.api(PREFIX8) + "?type=HS_SECKEY", headers=headers) as r,
+    ):
+        return r.status
+
+
+async def test_guesses_from_many_addresses_at_one_identity_are_throttled(server: Server) -> None:
+    clock = Clock()
+    server.node.throttle = FailureThrottle(clock=clock)
+    for n in range(20):  # one guess from each address, the handle's free failures
+        assert await read_secret_from(server, f"127.0.0.{n + 2}", GUESS_NODE) == 401
+    assert await read_secret_from(server, "127.0.0.200", GUESS_NODE) == 429
+    # The identity is held up for everyone (its owner too) until the delay has passed...
+    assert await read_secret_from(server, "127.0.0.201", NODE_ADMIN) == 429
+    assert await read_secret_from(server, "127.0.0.202", ENT8_ADMIN) == 200  # ...others not
+    clock.now += 1.0
+    assert await read_secret_from(server, "127.0.0.201", NODE_ADMIN) == 200
+
+
 # ------------------------------------------------------------------ no tracebacks
 
 

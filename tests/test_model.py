@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry import authz
-from registry.auth import FailureThrottle, parse_identity
+from registry.auth import parse_identity
 from registry.authz import Principal
 from registry.bootstrap import prefix_values
 from registry.errors import InvalidHandle, InvalidValue, ProtocolError
@@ -158,25 +158,6 @@ def test_sealing(tmp_path: Path) -> None:
     assert sealer.unseal(sealed) == b"secret"
     assert Sealer.load_or_create(tmp_path).unseal(sealed) == b"secret"  # same key reloaded
     assert (tmp_path / "secrets.key").stat().st_mode & 0o777 == 0o600
-
-
-def test_throttle_backs_off_and_resets() -> None:
-    now = [1000.0]
-    t = FailureThrottle(free=2, base=1.0, cap=8.0, clock=lambda: now[0])
-    for _ in range(2):
-        assert t.retry_after("a") == 0  # the first two attempts are free
-        t.failed("a")
-    assert t.retry_after("a") == pytest.approx(1.0)
-    t.failed("a")
-    assert t.retry_after("a") == pytest.approx(2.0)
-    now[0] += 2.0
-    assert t.retry_after("a") == 0
-    for _ in range(10):
-        t.failed("a")
-    assert t.retry_after("a") == pytest.approx(8.0)  # capped
-    assert t.retry_after("b") == 0  # per source
-    t.succeeded("a")
-    assert t.retry_after("a") == 0
 
 
 def test_config_precedence(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from registry.errors import (
     Throttled,
     UnsupportedAuthScheme,
 )
+from registry.model.admin import AdminRef
 from resolver.node import Node
 
 
@@ -59,21 +60,25 @@ async def principal(request: web.Request, node: Node, *, required: bool) -> Prin
     if scheme.lower() != "basic":
         raise UnsupportedAuthScheme()
     source = request.remote or "?"
-    wait = node.throttle.retry_after(source)
-    if wait > 0:
-        raise Throttled(node.throttle.ceil(wait))
+    identity: AdminRef | None
     try:
         user, sep, secret = base64.b64decode(token.strip(), validate=True).partition(b":")
         if not sep:
             raise ValueError("no password")
         identity = parse_identity(unquote(user.decode("utf-8"), errors="strict"))
     except (binascii.Error, ValueError):
-        node.throttle.failed(source)
-        raise AuthenticationFailed("") from None
+        identity = None
+    throttle = node.throttle
+    wait = throttle.retry_after(source, identity)
+    if wait > 0:
+        raise Throttled(throttle.ceil(wait))
+    if identity is None:
+        throttle.failed(source, None)
+        raise AuthenticationFailed("")
     try:
         who = await node.registry.authenticator.verify_secret(identity, secret)
     except AuthenticationFailed:
-        node.throttle.failed(source)
+        throttle.failed(source, identity)
         raise
-    node.throttle.succeeded(source)
+    throttle.succeeded(source, identity)
     return who
