@@ -80,7 +80,7 @@ class Node:
             config,
             store,
             registry,
-            Resolver(registry),
+            Resolver(registry, config.max_filters),
             Listings(registry),
             FailureThrottle(),
             cache,
