@@ -1,6 +1,7 @@
-"""Hostile input (issue 12): numbers beyond what the Handle wire format holds and listings
-paged past 64 bits are refused with a clear error — over HTTP a Handle JSON body with its
-responseCode, from ``idnode import`` the line and exit status 2 — and nothing is written."""
+"""Hostile input (issue 12): numbers beyond what the Handle wire format holds, listings paged
+past 64 bits, a damaged registry file and bad command-line numbers are refused with a clear
+error — over HTTP a Handle JSON body with its responseCode, from the command line one line
+and exit status 2 — and nothing is written."""
 
 from __future__ import annotations
 
@@ -245,3 +246,85 @@ def test_import_names_the_bad_line_and_keeps_earlier_batches(
         "0.NA/88.118.9",
     }
     assert imported == {f"88.118.8/L{n}" for n in range(1, 5)}
+
+
+def _damage_pages(path: Path) -> None:
+    """Overwrite every page but the first (the schema) and the last with bytes no page
+    starts with."""
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(b"\xa5" * max(size - 8192, 4096))
+
+
+@pytest.mark.parametrize("damage", ["not-sqlite", "damaged-pages"])
+def test_damaged_registry_file_is_a_clear_error(data: Path, tmp_path: Path, damage: str) -> None:
+    if damage == "damaged-pages":  # enough records for the file to span many pages
+        many = tmp_path / "many.jsonl"
+        many.write_text("\n".join(_line(n) for n in range(1500)) + "\n", encoding="utf-8")
+        ok(cli("import", many, "--data", data, "--quiet", "--workers", "0"))
+    registry = data / "registry.sqlite3"
+    for extra in data.glob("registry.sqlite3-*"):
+        extra.unlink()
+    if damage == "not-sqlite":
+        registry.write_bytes(b"this is not an SQLite database\n" * 200)
+    else:
+        _damage_pages(registry)
+    before = registry.read_bytes()
+    for argv in (
+        ["get", "88.118.8/L7"],
+        ["put", "88.118.8/NEW", "--value", "URL=https://example.org/new"],
+        ["export"],
+        ["prefix", "list"],
+    ):
+        err = fails(cli(*argv, "--data", data))
+        assert err.startswith(f"idnode: {registry} is damaged or not an SQLite database"), err
+        assert err.count("\n") == 1, err
+    assert registry.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["import", "-", "--batch-size", "0"],
+        ["import", "-", "--batch-size", "-3"],
+        ["import", "-", "--batch-size", "many"],
+        ["import", "-", "--workers", "-1"],
+        ["get", "88.118.8/X", "--index", "0"],
+        ["delete", "88.118.8/L1", "--index", "-1"],
+        ["serve", "--workers", "0"],
+        ["keys", "rotate", "--batch-size", "0"],
+    ],
+    ids=lambda argv: " ".join(argv),
+)
+def test_numeric_flags_out_of_range_are_refused(data: Path, argv: list[str]) -> None:
+    before = export(data)
+    line = _line(1) + "\n"
+    err = fails(cli(*argv, "--data", data, stdin=line))
+    flag = next(a for a in argv if a.startswith("--"))
+    assert re.search(rf"argument {flag}: (must be at least|expected a whole number)", err), err
+    assert export(data) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--add"],
+        ["--json", "-"],
+    ],
+    ids=["no-values", "add-no-values", "json-empty-array"],
+)
+def test_put_without_values_writes_nothing(data: Path, argv: list[str]) -> None:
+    err = fails(cli("put", "88.118.8/EMPTY", "--data", data, *argv, stdin="[]"))
+    assert err == "idnode: no values to put: give --value [INDEX:]TYPE=DATA or --json FILE\n"
+    fails(cli("get", "88.118.8/EMPTY", "--data", data))
+
+
+def test_put_takes_values_from_one_source(data: Path, tmp_path: Path) -> None:
+    body = tmp_path / "values.json"
+    body.write_text('[{"index": 1, "type": "URL", "data": "https://example.org/j"}]')
+    argv = ["--json", str(body), "--value", "URL=https://example.org/v"]
+    err = fails(cli("put", "88.118.8/BOTH", "--data", data, *argv))
+    assert "not allowed with argument" in err, err
+    fails(cli("get", "88.118.8/BOTH", "--data", data))
