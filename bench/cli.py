@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from resolver.cliutil import positive_int
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 FULL_SIZES = "10k,100k,1M,10M"
@@ -69,7 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME,...",
         help="scenarios to run (default: all; see --list); the ceiling is always included",
     )
-    p.add_argument("--repeats", type=int, help="repeats per scenario (default 3; smoke: 1)")
+    p.add_argument(
+        "--repeats", type=positive_int, help="repeats per scenario (default 3; smoke: 1)"
+    )
     p.add_argument("--duration", type=float, help="measured seconds per run (default 5; smoke: 1)")
     p.add_argument(
         "--warmup", type=float, help="unmeasured seconds before each run (default 1; smoke: 0.3)"
@@ -81,11 +85,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fixed rates as fractions of the maximum (default 0.5,0.8,0.95; smoke: 0.8)",
     )
     p.add_argument(
-        "--connections", type=int, default=64, help="connections for the maximum (default 64)"
+        "--connections",
+        type=positive_int,
+        default=64,
+        help="connections for the maximum (default 64)",
     )
     p.add_argument(
         "--open-connections",
-        type=int,
+        type=positive_int,
         default=64,
         help="connections available to fixed-rate runs (default 64, as for the maximum: a "
         "request finding them all busy waits, and its latency counts from its scheduled time)",

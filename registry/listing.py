@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from registry import authz
 from registry.authz import Principal
-from registry.errors import InsufficientPermissions, InvalidHandle, NotResponsible
+from registry.errors import InsufficientPermissions, InvalidHandle, NotResponsible, ProtocolError
 from registry.model import admin as adm
 from registry.model.identifiers import (
     NA_PREFIX,
@@ -21,6 +21,9 @@ from registry.model.values import type_key
 from registry.service import Registry
 
 MAX_REVERSE_RESULTS = 10_000
+# Pages are numbered and sized by 32-bit integers, as the reference server parses them, so
+# page * pageSize always fits the store's 64-bit offsets.
+MAX_PAGE = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +64,14 @@ class Listings:
     def _is_na(self, prefix: str) -> bool:
         return handle_key(self._list_target(prefix)) == NA_PREFIX.upper()
 
-    async def list_handles(self, prefix: str, who: Principal, offset: int, limit: int) -> Page:
-        """One page of the handles under ``prefix``."""
+    async def list_handles(self, prefix: str, who: Principal, page: int, size: int) -> Page:
+        """Page ``page`` (from 0) of ``size`` handles under ``prefix``; either out of range
+        (0 to :data:`MAX_PAGE`, a size from 1) is a :class:`ProtocolError`."""
+        if not 0 <= page <= MAX_PAGE:
+            raise ProtocolError(f"page {page} is out of range (0 to {MAX_PAGE})"[:200])
+        if not 1 <= size <= MAX_PAGE:
+            raise ProtocolError(f"pageSize {size} is out of range (1 to {MAX_PAGE})"[:200])
+        offset, limit = page * size, size
         if self._is_na(prefix):
             allowed = await self._listable_prefixes(who)
             return Page(len(allowed), allowed[offset : offset + limit])

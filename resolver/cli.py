@@ -25,7 +25,7 @@ from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
 from registry.secrets import Sealer
 from resolver import __version__, keycmds
-from resolver.cliutil import data_dir, opened_node
+from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int
 from resolver.config import Config, ConfigError, load, write_initial
 from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
@@ -127,20 +127,31 @@ async def cmd_get(args: argparse.Namespace) -> int:
 
 
 def _values_arg(args: argparse.Namespace) -> list[Value]:
-    if args.json is not None:
-        text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text("utf-8")
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--json: invalid JSON: {exc}") from None
-        from resolver.http.api import values_from_body
+    """The values of ``put``: at least one (an empty record is never what an operator
+    meant; the HTTP API still takes one, as the reference does)."""
+    values = _json_values(args.json) if args.json is not None else _spec_values(args.value)
+    if not values:
+        raise ConfigError("no values to put: give --value [INDEX:]TYPE=DATA or --json FILE")
+    return values
 
-        values, _ = values_from_body(body)
-        return values
+
+def _json_values(path: str) -> list[Value]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--json: invalid JSON: {exc}") from None
+    from resolver.http.api import values_from_body
+
+    values, _ = values_from_body(body)
+    return values
+
+
+def _spec_values(specs: list[str] | None) -> list[Value]:
     from registry.model.jsonvalues import value_from_json
 
     out = []
-    for n, spec in enumerate(args.value or (), start=1):
+    for n, spec in enumerate(specs or (), start=1):
         index_type, sep, data = spec.partition("=")
         if not sep:
             raise ConfigError(f"--value {spec!r}: expected [INDEX:]TYPE=DATA")
@@ -317,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="listen address (default from config: 127.0.0.1:8000; port 0 picks a free port)",
     )
-    p.add_argument("--workers", type=int, help="worker processes sharing the port")
+    p.add_argument("--workers", type=positive_int, help="worker processes sharing the port")
     p.add_argument(
         "--redis",
         metavar="URL",
@@ -338,7 +349,9 @@ def parser() -> argparse.ArgumentParser:
     _data_arg(p)
     p.add_argument("handle")
     p.add_argument("--type", action="append", help="only values of this type (repeatable)")
-    p.add_argument("--index", type=int, action="append", help="only this index (repeatable)")
+    p.add_argument(
+        "--index", type=positive_int, action="append", help="only this index (repeatable)"
+    )
     p.set_defaults(fn=cmd_get)
 
     p = sub.add_parser(
@@ -349,13 +362,14 @@ def parser() -> argparse.ArgumentParser:
     )
     _data_arg(p)
     p.add_argument("handle")
-    p.add_argument(
+    given = p.add_mutually_exclusive_group()
+    given.add_argument(
         "--value",
         action="append",
         metavar="[INDEX:]TYPE=DATA",
         help="a string value, e.g. 1:URL=https://example.org/x (repeatable)",
     )
-    p.add_argument(
+    given.add_argument(
         "--json",
         metavar="FILE",
         help="values as the HTTP API takes them "
@@ -372,7 +386,9 @@ def parser() -> argparse.ArgumentParser:
     )
     _data_arg(p)
     p.add_argument("handle")
-    p.add_argument("--index", type=int, action="append", help="delete only this value")
+    p.add_argument(
+        "--index", type=positive_int, action="append", help="delete only this value (repeatable)"
+    )
     p.set_defaults(fn=cmd_delete)
 
     p = sub.add_parser("prefix", help="enterprise prefixes", description="Manage prefixes.")
@@ -398,10 +414,12 @@ def parser() -> argparse.ArgumentParser:
     )
     _data_arg(p)
     p.add_argument("file", help="JSON Lines file, or - for standard input")
-    p.add_argument("--batch-size", type=int, default=1000, help="records per transaction")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=1000, help="records per transaction (1000)"
+    )
     p.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         help="processes parsing and signing records (default: one per core; 0: none, "
         "all in the importing process)",
     )

@@ -15,6 +15,26 @@ if TYPE_CHECKING:
     from resolver.node import Node
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts and indexes: a whole number from 1."""
+    return _int_from(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type for counts where 0 means none: a whole number from 0."""
+    return _int_from(text, 0)
+
+
+def _int_from(text: str, low: int) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
+
+
 def data_dir(args: argparse.Namespace) -> Path:
     raw = args.data or os.environ.get("IDNODE_DATA")
     if not raw:
@@ -24,11 +44,15 @@ def data_dir(args: argparse.Namespace) -> Path:
 
 @asynccontextmanager
 async def opened_node(args: argparse.Namespace, **flags: Any) -> AsyncIterator[Node]:
-    """The node of ``--data``, closed again however the command ends."""
-    from resolver.node import Node  # here: importing the command line stays cheap
+    """The node of ``--data``, closed again however the command ends; a damaged store is a
+    :class:`ConfigError` (one line from the command line, not a traceback)."""
+    from registry.store.sqlite import StoreDamaged  # here: the command line stays cheap
+    from resolver.node import Node
 
     node = await Node.open(load(data_dir(args), flags))
     try:
         yield node
+    except StoreDamaged as exc:  # found by the command's reads or writes
+        raise ConfigError(str(exc)) from None
     finally:
         await node.close()

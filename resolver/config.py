@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from registry.model.filters import MAX_FILTERS
+
 CONFIG_FILE = "idnode.toml"
 STORE_FILE = "registry.sqlite3"
 PLAIN_CREDENTIALS = ("loopback", "never", "any")
@@ -46,6 +48,7 @@ class Config:
     public_url: str | None = None  # the URL others reach this node at (None: from ``http``)
     recursion: bool = True  # resolve other nodes' prefixes for clients (else refer them)
     max_hops: int = 4  # how many times a query may be forwarded between nodes
+    max_filters: int = MAX_FILTERS  # type and index filters one resolution may name
     stats_interval: int = 300  # seconds per statistics interval reported to the top-level
     heartbeat_interval: float = 60.0  # seconds between heartbeats to the top-level
     sync_poll: float = 1.0  # seconds between outbox checks (local writes wake it at once)
@@ -103,7 +106,7 @@ def _coerce(name: str, raw: Any) -> Any:
             if text and not text.startswith(("http://", "https://")):
                 raise ConfigError("public_url must start with http:// or https://")
             return text or None
-        if name in ("workers", "max_body", "max_hops", "stats_interval"):
+        if name in ("workers", "max_body", "max_hops", "max_filters", "stats_interval"):
             value = int(raw)
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1")

@@ -20,6 +20,7 @@ from registry.errors import (
     NotResponsible,
 )
 from registry.model import admin as adm
+from registry.model.filters import MAX_FILTERS, ValueFilter
 from registry.model.identifiers import NA_PREFIX, Identifier, parse, prefix_handle
 from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
 from registry.service import Registry
@@ -100,22 +101,6 @@ class Answer:
         return not self.values
 
 
-def matches(value: Value, types: tuple[str, ...], indexes: tuple[int, ...]) -> bool:
-    """Handle filter semantics: index match, or type match ignoring ASCII case, where a type
-    ending in '.' matches itself and its subtypes."""
-    if value.index in indexes:
-        return True
-    vt = type_key(value.type)
-    for t in types:
-        tk = type_key(t)
-        if tk.endswith("."):
-            if vt == tk[:-1] or vt.startswith(tk):
-                return True
-        elif vt == tk:
-            return True
-    return False
-
-
 # Resolution repeats identifiers: the homed ones are remembered parsed (see Resolver._homed).
 _HOMED_MEMO = 65_536
 
@@ -124,8 +109,9 @@ class Resolver:
     """Resolves identifiers of the node's homed prefixes, and through ``remote`` (set once the
     node knows a top-level node) those of other nodes."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, max_filters: int = MAX_FILTERS) -> None:
         self.registry = registry
+        self.max_filters = max_filters  # type and index filters one query may name
         self.remote: Remote | None = None
         # Resolutions per prefix key since the last statistics flush (sync/agent.py): a
         # dict increment is all the hot path pays.
@@ -164,12 +150,18 @@ class Resolver:
         return parse(text)
 
     async def resolve(self, query: Query) -> Answer:
+        # Built first: a query naming too many filters is refused before any lookup.
+        selection = (
+            ValueFilter(query.types, query.indexes, self.max_filters)
+            if query.types or query.indexes
+            else None
+        )
         homed = self._homed
         ident = homed.get(query.handle)
         if ident is None:
             ident = self.identify(query.handle)
             if not self.registry.is_homed(ident):
-                return await self._resolve_remote(ident, query)
+                return await self._resolve_remote(ident, query, selection)
             if len(homed) >= _HOMED_MEMO:  # bounded: clients choose what they ask
                 homed.clear()
             homed[query.handle] = ident
@@ -181,17 +173,13 @@ class Resolver:
             entry = await records.get(ident.key, bypass=query.authoritative)
         if not entry.found:
             raise HandleNotFound()
-        filtered = bool(query.types or query.indexes)
-        if not filtered and (
+        if selection is None and (
             entry.all_public or (query.who is None and query.public_only is not False)
         ):
             return Answer(query.handle, ident, None, entry, whole=True)
         record = entry.record
         assert record is not None
-        if filtered:
-            matched = [v for v in record.values if matches(v, query.types, query.indexes)]
-        else:
-            matched = list(record.values)
+        matched = list(record.values) if selection is None else selection.select(record.values)
         if all(v.public_read for v in matched):
             return Answer(query.handle, ident, tuple(matched))
         show_restricted = await self._may_read_restricted(ident, query)
@@ -205,7 +193,9 @@ class Resolver:
                 out.append(v)
         return Answer(query.handle, ident, tuple(out))
 
-    async def _resolve_remote(self, ident: Identifier, query: Query) -> Answer:
+    async def _resolve_remote(
+        self, ident: Identifier, query: Query, selection: ValueFilter | None
+    ) -> Answer:
         if self.remote is None:
             raise NotResponsible()
         got = await self.remote.fetch(ident, query.hops, query.via, query.authoritative)
@@ -213,8 +203,8 @@ class Resolver:
             referral = f"{NA_PREFIX}/{got.prefix}"
             return Answer(query.handle, ident, got.site, referral=referral)
         values = got.values
-        if query.types or query.indexes:
-            values = tuple(v for v in values if matches(v, query.types, query.indexes))
+        if selection is not None:
+            values = tuple(selection.select(values))
         return Answer(
             query.handle, ident, values, verified=got.verified, unverified_reason=got.reason
         )

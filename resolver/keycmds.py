@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resolver.cliutil import opened_node
+from resolver.cliutil import opened_node, positive_int
 from resolver.config import ConfigError
 
 if TYPE_CHECKING:
@@ -155,7 +155,9 @@ def add_parsers(sub: Any, data_arg: Any) -> None:
         "after an interruption.",
     )
     data_arg(kr)
-    kr.add_argument("--batch-size", type=int, default=500, help="records per transaction")
+    kr.add_argument(
+        "--batch-size", type=positive_int, default=500, help="records per transaction (500)"
+    )
     kr.add_argument("--quiet", action="store_true", help="no progress bar")
     kr.set_defaults(fn=cmd_keys_rotate)
 

@@ -18,7 +18,7 @@ from registry.service import Registry
 from registry.signer import RecordSigner
 from registry.signing.keys import KeyFileError
 from registry.store.base import Store
-from registry.store.sqlite import SQLiteStore
+from registry.store.sqlite import SQLiteStore, StoreDamaged
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
 
@@ -38,7 +38,10 @@ class Node:
     async def open(cls, config: Config) -> Node:
         sealer = Sealer.load_or_create(config.data_dir)
         store = SQLiteStore(config.store_path)
-        await store.open()
+        try:
+            await store.open()
+        except StoreDamaged as exc:  # what to do is the operator's call: say what is wrong
+            raise ConfigError(str(exc)) from None
         gens = GenerationTable.open(config.data_dir)
         cache = RecordCache(
             store,
@@ -80,13 +83,17 @@ class Node:
             config,
             store,
             registry,
-            Resolver(registry),
+            Resolver(registry, config.max_filters),
             Listings(registry),
             FailureThrottle(),
             cache,
             keyring,
         )
-        await node.ensure_keys_published()
+        try:
+            await node.ensure_keys_published()
+        except StoreDamaged as exc:  # a damaged page, found by the first read
+            await node.close()
+            raise ConfigError(str(exc)) from None
         return node
 
     async def ensure_keys_published(self) -> None:

@@ -9,7 +9,6 @@ string, base64, hex, admin, vlist, site, key (format case-insensitive).
 from __future__ import annotations
 
 import base64
-import binascii
 import calendar
 import time
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from registry.model.values import (
     TTL_RELATIVE,
     Reference,
     Value,
+    check_identity_index,
     check_value,
     permissions_from_text,
     permissions_to_text,
@@ -146,7 +146,7 @@ def _admin_from_json(obj: Any) -> bytes:
     handle = _str(obj.get("handle"), "admin handle")
     if not handle:
         raise InvalidValue("admin handle must not be empty")
-    index = _int(obj.get("index"), "admin index")
+    index = check_identity_index(_int(obj.get("index"), "admin index"), "admin index")
     perms = obj.get("permissions", "111111111111")
     return _admin_bytes(handle, index, _str(perms, "admin permissions"))
 
@@ -165,11 +165,8 @@ def _vlist_from_json(obj: Any) -> bytes:
     for item in obj:
         if not isinstance(item, Mapping):
             raise ProtocolError("vlist entries must be objects with handle and index")
-        refs.append(
-            adm.AdminRef(
-                _int(item.get("index"), "vlist index"), _str(item.get("handle"), "vlist handle")
-            )
-        )
+        index = check_identity_index(_int(item.get("index"), "vlist index"), "vlist index")
+        refs.append(adm.AdminRef(index, _str(item.get("handle"), "vlist handle")))
     return adm.encode_vlist(refs)
 
 
@@ -191,7 +188,7 @@ def data_from_json(obj: Any) -> bytes:
     if fmt == "base64":
         try:
             return base64.b64decode(_str(raw, "base64 data"), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII
             raise InvalidValue("data is not valid base64") from None
     if fmt == "hex":
         try:
@@ -210,7 +207,7 @@ def data_from_json(obj: Any) -> bytes:
         if isinstance(raw, str):  # a Handle key blob in base64
             try:
                 return base64.b64decode(raw, validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or text that is not ASCII
                 raise InvalidValue("key data is neither a JWK nor valid base64") from None
         if not isinstance(raw, Mapping):
             raise ProtocolError("key data must be a JWK object")

@@ -20,7 +20,10 @@ TTL_RELATIVE = 0
 TTL_ABSOLUTE = 1
 DEFAULT_TTL = 86400
 
+# Indexes are 4-byte signed on the wire (handle-native.md §5): a value's is 1 to MAX_INDEX,
+# an identity's (HS_ADMIN, HS_VLIST, references) 0 to MAX_INDEX, 0 meaning any index.
 MAX_INDEX = 2**31 - 1
+MAX_U32 = 2**32 - 1  # ttl and timestamp are 4-byte unsigned in the wire encoding
 MAX_VALUES = 2048
 MAX_TYPE_BYTES = 255
 
@@ -100,10 +103,22 @@ def check_value(value: Value) -> None:
         raise InvalidValue(f"Value {value.index} has an empty type")
     if len(value.type.encode("utf-8")) > MAX_TYPE_BYTES:
         raise InvalidValue(f"Value {value.index} has a type longer than {MAX_TYPE_BYTES} bytes")
-    if not 0 <= value.ttl <= 2**32 - 1:
+    if not 0 <= value.ttl <= MAX_U32:
         raise InvalidValue(f"Value {value.index} has an out-of-range ttl")
     if value.ttl_type not in (TTL_RELATIVE, TTL_ABSOLUTE):
         raise InvalidValue(f"Value {value.index} has an unknown ttl type")
+    if not 0 <= value.timestamp <= MAX_U32:
+        raise InvalidValue(f"Value {value.index} has an out-of-range timestamp")
+    for ref in value.references:
+        check_identity_index(ref.index, f"Value {value.index}: reference index")
+
+
+def check_identity_index(index: int, what: str) -> int:
+    """``index`` if it can name an identity's index (0 to :data:`MAX_INDEX`), else
+    :class:`InvalidValue` saying ``what`` it is."""
+    if not 0 <= index <= MAX_INDEX:
+        raise InvalidValue(f"{what} {index} is out of range (0 to {MAX_INDEX})"[:200])
+    return index
 
 
 def check_unique(values: Sequence[Value]) -> None:

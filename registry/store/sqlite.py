@@ -68,6 +68,28 @@ class StoreClosed(ServerError):
     default_message = "Store is closed"
 
 
+class StoreDamaged(Exception):
+    """The database file is damaged, or is not an SQLite database at all. Not a HandleError:
+    no request caused it, and the operator must hear of it (logged, as every server fault)."""
+
+
+# Primary result codes (the low byte of extended ones) of a file SQLite cannot use.
+_DAMAGED = frozenset((sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB))
+
+
+def _damage(exc: BaseException, path: str) -> StoreDamaged | None:
+    """The :class:`StoreDamaged` to raise for ``exc``, if it says the file is unusable."""
+    code = getattr(exc, "sqlite_errorcode", 0)
+    if not isinstance(exc, sqlite3.DatabaseError) or code & 0xFF not in _DAMAGED:
+        return None
+    damaged = StoreDamaged(
+        f"{path} is damaged or not an SQLite database ({exc}): restore it from a backup, "
+        "or move it aside and import an export"
+    )
+    damaged.__cause__ = exc
+    return damaged
+
+
 @dataclass(slots=True)
 class _WriteItem:
     keys: Sequence[str]
@@ -175,13 +197,19 @@ class SQLiteStore:
     def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` on this reader thread's connection inside one read transaction, so
         multi-statement reads see a single snapshot."""
-        conn = self._reader_conn()
-        conn.execute("BEGIN")
         try:
-            return fn(conn)
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+            conn = self._reader_conn()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            damaged = _damage(exc, self._path)
+            if damaged is None:
+                raise
+            raise damaged from exc
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on a reader thread (see :meth:`_in_transaction`)."""
@@ -424,7 +452,7 @@ class SQLiteStore:
                 conn.close()
                 raise
         except BaseException as exc:
-            _resolve_threadsafe(loop, ready, None, exc)
+            _resolve_threadsafe(loop, ready, None, _damage(exc, self._path) or exc)
             _resolve_threadsafe(loop, done, None, None)
             return
         _resolve_threadsafe(loop, ready, None, None)
@@ -485,8 +513,9 @@ class SQLiteStore:
                 # A failed ROLLBACK resurfaces on the connection's next use; nothing to add.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            failure = _damage(exc, self._path) or exc
             for item in group:
-                _resolve_threadsafe(item.loop, item.future, None, exc)
+                _resolve_threadsafe(item.loop, item.future, None, failure)
             return
         for item, (result, error) in zip(group, outcomes, strict=True):
             _resolve_threadsafe(item.loop, item.future, result, error)

@@ -278,7 +278,7 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
     page = params.integer(page_raw, "page") if page_raw is not None else None
     size = params.integer(size_raw, "pageSize") if size_raw is not None else None
     if page is not None and size is not None and page >= 0 and size > 0:
-        result = await node.listings.list_handles(prefix, who, page * size, size)
+        result = await node.listings.list_handles(prefix, who, page, size)
         return json_response(
             {
                 "responseCode": 1,

@@ -25,9 +25,9 @@ import orjson
 from aiohttp import web
 
 from registry.errors import HandleError
+from registry.model.filters import ValueFilter
 from registry.model.identifiers import prefix_handle
 from registry.model.jsonvalues import value_to_json
-from resolver.core import matches
 from resolver.http import params
 from resolver.http.api import path_handle
 from resolver.http.respond import error_response, json_response
@@ -182,15 +182,15 @@ async def get_handle(request: web.Request) -> web.Response:
     try:
         handle = path_handle(request, API_HANDLES)
         indexes, _ = params.indexes(request.query)
+        selection = ValueFilter(params.types(request.query), indexes)
     except HandleError as exc:
         return error_response(exc, None)
-    types = params.types(request.query)
     lookup = handle if "/" in handle else prefix_handle(handle)  # as idnode: 88.118 → 0.NA/…
     values = await tl.call(views.record, tl.root, lookup, tl.record_ttl, int(time.time()))
     if values is None:
         return json_response({"responseCode": 100, "handle": handle}, 404)
-    if indexes or types:
-        values = tuple(v for v in values if matches(v, types, indexes))
+    if selection:
+        values = tuple(selection.select(values))
         if not values:
             return json_response({"responseCode": 200, "values": [], "handle": handle})
     return json_response(
