@@ -27,6 +27,7 @@ from registry.secrets import Sealer
 from resolver import __version__, keycmds
 from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int
 from resolver.config import Config, ConfigError, load, write_initial
+from resolver.dns.command import add_parser as add_dns_name_parser
 from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
 
@@ -445,6 +446,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_demo)
 
     keycmds.add_parsers(sub, _data_arg)
+    add_dns_name_parser(sub)  # `idnode dns-name`: handle <-> DNS name (resolver/dns/)
     sync_cli.add_parsers(sub, _data_arg)  # `idnode sync`: register, status (sync/)
     toplevel_cli.add_parsers(sub)  # `idnode toplevel`: the mock top-level node (sync/)
     add_bench_subcommand(sub)  # `idnode bench`: the benchmark harness (bench/)
