@@ -9,7 +9,6 @@ string, base64, hex, admin, vlist, site, key (format case-insensitive).
 from __future__ import annotations
 
 import base64
-import binascii
 import calendar
 import time
 from collections.abc import Mapping
@@ -191,7 +190,7 @@ def data_from_json(obj: Any) -> bytes:
     if fmt == "base64":
         try:
             return base64.b64decode(_str(raw, "base64 data"), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII
             raise InvalidValue("data is not valid base64") from None
     if fmt == "hex":
         try:
@@ -210,7 +209,7 @@ def data_from_json(obj: Any) -> bytes:
         if isinstance(raw, str):  # a Handle key blob in base64
             try:
                 return base64.b64decode(raw, validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or text that is not ASCII
                 raise InvalidValue("key data is neither a JWK nor valid base64") from None
         if not isinstance(raw, Mapping):
             raise ProtocolError("key data must be a JWK object")
