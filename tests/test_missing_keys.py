@@ -27,7 +27,7 @@ def _commands(data: Path, tmp: Path) -> list[list[str | Path]]:
         '{"handle": "88.118/I", "values": [{"index": 1, "type": "URL", "data": "u"}]}\n',
         encoding="utf-8",
     )
-    d = ["--data", data]
+    d: list[str | Path] = ["--data", data]
     return [
         ["get", "88.118/x", *d],
         ["put", "88.118/x", "--value", "URL=https://e/x", *d],
