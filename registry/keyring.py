@@ -110,6 +110,14 @@ class Keyring:
     def exists(self) -> bool:
         return (self.dir / STATE).exists()
 
+    def missing(self) -> Path | None:
+        """The first of the files every initialised keyring has (the directory, its state
+        and the root key) that is not there; None when all are."""
+        for path in (self.dir, self.dir / STATE, self._path(0)):
+            if not path.exists():
+                return path
+        return None
+
     def load_state(self) -> KeyState:
         path = self.dir / STATE
         raw = json.loads(path.read_text("utf-8"))

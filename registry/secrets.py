@@ -28,7 +28,15 @@ class Sealer:
         self._aead = AESGCM(key)
 
     @classmethod
+    def load(cls, data_dir: Path) -> Sealer:
+        """The sealer of an initialised data directory; ``FileNotFoundError`` when its key is
+        missing, ``ValueError`` when the file is not a key."""
+        return cls((data_dir / KEY_FILE).read_bytes())
+
+    @classmethod
     def load_or_create(cls, data_dir: Path) -> Sealer:
+        """The data directory's sealer, creating its key first if there is none: for
+        ``idnode init`` only, as a new key makes every sealed secret unreadable."""
         path = data_dir / KEY_FILE
         if not path.exists():
             key = AESGCM.generate_key(bit_length=256)
@@ -38,7 +46,7 @@ class Sealer:
                 f.flush()
                 os.fsync(f.fileno())
             return cls(key)
-        return cls(path.read_bytes())
+        return cls.load(data_dir)
 
     @staticmethod
     def is_sealed(data: bytes) -> bool:

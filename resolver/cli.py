@@ -23,7 +23,6 @@ from registry.errors import HandleError
 from registry.model.identifiers import check_prefix, parse, prefix_handle
 from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
-from registry.secrets import Sealer
 from resolver import __version__, keycmds
 from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int
 from resolver.config import Config, ConfigError, load, write_initial
@@ -62,7 +61,6 @@ def _create_data_dir(data: Path, prefix: str, name: str) -> None:
         raise ConfigError(f"{data} already holds a node (idnode.toml exists)")
     os.chmod(data, 0o700)  # the directory holds the sealing key
     write_initial(data, prefix, name)
-    Sealer.load_or_create(data)
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
@@ -72,7 +70,7 @@ async def cmd_init(args: argparse.Namespace) -> int:
     secret = args.admin_secret or new_secret()
     from resolver.node import Node
 
-    node = await Node.open(load(data, {"signing_alg": args.signing_alg}))
+    node = await Node.open(load(data, {"signing_alg": args.signing_alg}), create_keys=True)
     try:
         await node.registry.import_records(
             [(parse(prefix_handle(args.prefix)), prefix_values(args.prefix, secret))]
@@ -94,6 +92,7 @@ async def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Not a coroutine: the server owns its event loop (uvloop, one per worker)."""
+    from resolver.node import require_keys
     from resolver.server import run
 
     config = _config(
@@ -104,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         redis_url=args.redis,
     )
+    require_keys(config)  # here too: refused once, before any worker starts
     run(config, reuse_port=args.reuse_port, access_log=args.access_log)
     return 0
 

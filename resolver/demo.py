@@ -46,15 +46,19 @@ def _product(url: str, desc: str) -> list[Value]:
     ]
 
 
-def _prepare_dir(data: Path) -> None:
+def _prepare_dir(data: Path) -> bool:
+    """True when ``data`` is initialised now; False when it already holds a node."""
     data.mkdir(parents=True, exist_ok=True)
-    if not (data / CONFIG_FILE).exists():
-        write_initial(data, NODE_PREFIX, "idnode demo node")
+    if (data / CONFIG_FILE).exists():
+        return False
+    write_initial(data, NODE_PREFIX, "idnode demo node")
+    return True
 
 
 async def make_demo(data: Path) -> int:
-    _prepare_dir(data)
-    node = await Node.open(load(data))
+    # Keys are made only with the node: an existing node that lost them must not get new ones.
+    fresh = _prepare_dir(data)
+    node = await Node.open(load(data), create_keys=fresh)
     try:
         items = [
             (parse(prefix_handle(NODE_PREFIX)), prefix_values(NODE_PREFIX, NODE_SECRET)),

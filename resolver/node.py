@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from registry.auth import FailureThrottle
 from registry.cache.generations import GenerationTable
@@ -13,6 +14,7 @@ from registry.cache.redis_tier import RedisConfigError, RedisTier
 from registry.keyring import CERT_OFFSET, ROOT_INDEX, Keyring
 from registry.listing import Listings
 from registry.model.identifiers import handle_key
+from registry.secrets import KEY_FILE as SEALING_KEY
 from registry.secrets import Sealer
 from registry.service import Registry
 from registry.signer import RecordSigner
@@ -35,8 +37,23 @@ class Node:
     keyring: Keyring
 
     @classmethod
-    async def open(cls, config: Config) -> Node:
-        sealer = Sealer.load_or_create(config.data_dir)
+    async def open(cls, config: Config, *, create_keys: bool = False) -> Node:
+        """The node of ``config``. Its keys must be there unless ``create_keys`` (``idnode
+        init`` and ``idnode demo``): new ones in place of lost ones would lock every admin
+        out (their secrets are sealed under ``secrets.key``) and break every signature (made
+        with ``keys/``). They are checked before anything is opened: a refusal writes nothing."""
+        passphrase = config.key_passphrase.encode() if config.key_passphrase else None
+        keyring = Keyring(config.data_dir, config.prefixes, passphrase)
+        try:
+            if create_keys:
+                sealer = Sealer.load_or_create(config.data_dir)
+                keyring.create(config.signing_alg)
+            else:
+                require_keys(config)
+                sealer = _existing_sealer(config.data_dir)
+            signer = RecordSigner(keyring, config.signature_validity)
+        except KeyFileError as exc:
+            raise ConfigError(f"signing key: {exc}") from None
         store = SQLiteStore(config.store_path)
         try:
             await store.open()
@@ -61,16 +78,6 @@ class Node:
                 await cache.close()
                 await store.close()
                 raise ConfigError(f"redis: {exc}") from None
-        passphrase = config.key_passphrase.encode() if config.key_passphrase else None
-        keyring = Keyring(config.data_dir, config.prefixes, passphrase)
-        try:
-            if not keyring.exists():
-                keyring.create(config.signing_alg)
-            signer = RecordSigner(keyring, config.signature_validity)
-        except KeyFileError as exc:
-            await cache.close()
-            await store.close()
-            raise ConfigError(f"signing key: {exc}") from None
         registry = Registry(
             store,
             sealer,
@@ -124,3 +131,28 @@ class Node:
     async def close(self) -> None:
         await self.cache.close()
         await self.store.close()
+
+
+def require_keys(config: Config) -> None:
+    """Refuse, naming the file, a data directory whose sealing key or signing keys are
+    missing (see :meth:`Node.open`)."""
+    sealing = config.data_dir / SEALING_KEY
+    if not sealing.exists():
+        raise _missing(sealing, "the key that seals the admins' secrets")
+    missing = Keyring(config.data_dir, config.prefixes).missing()
+    if missing is not None:
+        raise _missing(missing, "the node's signing keys")
+
+
+def _missing(path: Path, what: str) -> ConfigError:
+    return ConfigError(
+        f"{path} is missing ({what}): restore it from a backup of the data directory; "
+        "only 'idnode init' creates keys"
+    )
+
+
+def _existing_sealer(data_dir: Path) -> Sealer:
+    try:
+        return Sealer.load(data_dir)
+    except ValueError as exc:  # not a key: say which file, not just why
+        raise ConfigError(f"{data_dir / SEALING_KEY}: {exc}") from None

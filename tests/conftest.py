@@ -163,7 +163,7 @@ def _write_config(data: Path, config: dict[str, str]) -> None:
 async def init_node(data: Path, **config: str) -> None:
     """A data directory holding the test node (as `idnode init` + `prefix create` make it)."""
     _write_config(data, config)
-    node = await Node.open(load(data))
+    node = await Node.open(load(data), create_keys=True)
     try:
         await node.registry.import_records(
             [(parse(prefix_handle(p)), prefix_values(p, s)) for p, s in SECRETS.items()]

@@ -36,7 +36,7 @@ async def init_secondary(data: Path, prefix: str, secrets: Mapping[str, str]) ->
     """A node homed on ``prefix`` with the prefix handles of ``secrets`` (prefix → secret)."""
     data.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test setup, nothing runs yet
     write_initial(data, prefix, f"node {prefix}")
-    node = await Node.open(load(data))
+    node = await Node.open(load(data), create_keys=True)
     try:
         await node.registry.import_records(
             [(parse(prefix_handle(p)), prefix_values(p, s)) for p, s in secrets.items()]

@@ -248,11 +248,13 @@ def export(data: Path) -> str:
 
 
 def fresh_node_like(source: Path, target: Path) -> None:
-    """A new, empty node with the source's configuration and sealing key (how a node is
-    moved: sealed secrets only open under the key they were sealed with)."""
+    """A new, empty node with the source's configuration and keys (how a node is moved:
+    sealed secrets only open under the key they were sealed with, and its signing keys are
+    its identity)."""
     target.mkdir()
     shutil.copy2(source / "idnode.toml", target / "idnode.toml")
     shutil.copy2(source / "secrets.key", target / "secrets.key")
+    shutil.copytree(source / "keys", target / "keys")
 
 
 def opened(export_text: str, data: Path) -> list[dict[str, Any]]:
@@ -360,7 +362,7 @@ async def test_export_import_round_trip_and_idempotence(node8: Path, tmp_path: P
     assert "9 created, 0 replaced, 0 unchanged" in out
     first = export(target)
     # Every record, value, timestamp and secret is reproduced; the copy signs the records
-    # itself (new signatures, and its own keys).
+    # itself (new signatures).
     assert client_part(opened(first, target)) == client_part(opened(exported, node8))
     assert_node_values([json.loads(line) for line in first.splitlines()])
 

@@ -102,6 +102,9 @@ def test_data_is_text_unless_binary(data: bytes, fmt: str) -> None:
         ({"index": 1, "type": "URL", "data": {"format": "bogus", "value": "x"}}, ProtocolError),
         ({"index": 1, "type": "URL", "data": "x", "permissions": "12"}, InvalidValue),
         ({"index": 1, "type": "URL", "data": {"format": "base64", "value": "!!"}}, InvalidValue),
+        # Text that is not ASCII is not base64 either (it was a 500, not a 400).
+        ({"index": 1, "type": "URL", "data": {"format": "base64", "value": "é"}}, InvalidValue),
+        ({"index": 1, "type": "HS_PUBKEY", "data": {"format": "key", "value": "é"}}, InvalidValue),
         ({"index": True, "type": "URL", "data": "x"}, ProtocolError),
     ],
 )

@@ -61,11 +61,19 @@ def raw_handle(raw: str, prefix: str = API_HANDLES) -> str:
         raise InvalidHandle("Handle is not valid UTF-8 (check its percent-escapes)") from None
 
 
+def shown(header: str) -> str:
+    """A request header's text as a message may quote it: aiohttp decodes bytes that are not
+    UTF-8 to lone surrogates, which JSON cannot carry; they are shown as ``\\xNN``."""
+    return header.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 async def read_json(request: web.Request) -> Any:
     ctype = request.headers.get("Content-Type", "")
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime != "application/json":
-        raise ProtocolError(f"Unsupported media type {ctype or 'none'}: send application/json")
+        raise ProtocolError(
+            f"Unsupported media type {shown(ctype) or 'none'}: send application/json"
+        )
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
