@@ -33,6 +33,10 @@ class Config:
     tls_key: Path | None = None
     plain_credentials: str = "loopback"  # where credentials are accepted without TLS
     max_body: int = 262_144  # bytes; the Handle protocol's message limit
+    header_timeout: float = 10.0  # seconds to send a request's line and headers
+    body_timeout: float = 30.0  # seconds to send a request's body
+    keepalive_timeout: float = 75.0  # seconds an idle connection is kept between requests
+    max_connections: int = 0  # open connections per worker (0: from the file limit)
     log_level: str = "info"
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
@@ -108,7 +112,7 @@ def _coerce(name: str, raw: Any) -> Any:
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1")
             return value
-        if name in ("cache_entries", "cache_bytes"):
+        if name in ("cache_entries", "cache_bytes", "max_connections"):
             value = int(raw)
             if value < 0:
                 raise ConfigError(f"{name} must not be negative")
@@ -118,7 +122,14 @@ def _coerce(name: str, raw: Any) -> Any:
             if not number >= 0:
                 raise ConfigError(f"{name} must not be negative")
             return number
-        if name in ("heartbeat_interval", "sync_poll", "sync_retry_max"):
+        if name in (
+            "heartbeat_interval",
+            "sync_poll",
+            "sync_retry_max",
+            "header_timeout",
+            "body_timeout",
+            "keepalive_timeout",
+        ):
             number = float(raw)
             if not number > 0:
                 raise ConfigError(f"{name} must be positive")
