@@ -5,6 +5,7 @@ which wins over the file)."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -14,6 +15,9 @@ from typing import Any
 CONFIG_FILE = "idnode.toml"
 STORE_FILE = "registry.sqlite3"
 PLAIN_CREDENTIALS = ("loopback", "never", "any")
+# Schemes whose URLs a browser runs as script or shows as a page of their own: never redirected to.
+SCRIPT_SCHEMES = ("javascript", "data", "vbscript")
+SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SIGNING_ALGS = ("EdDSA", "ES256", "RS256")
 
@@ -37,6 +41,7 @@ class Config:
     body_timeout: float = 30.0  # seconds to send a request's body
     keepalive_timeout: float = 75.0  # seconds an idle connection is kept between requests
     max_connections: int = 0  # open connections per worker (0: from the file limit)
+    redirect_schemes: tuple[str, ...] = ("http", "https")  # URL schemes the proxy redirects to
     log_level: str = "info"
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
@@ -95,6 +100,8 @@ def _coerce(name: str, raw: Any) -> Any:
         if name == "prefixes":
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             return tuple(p.strip() for p in items if p.strip())
+        if name == "redirect_schemes":
+            return _schemes(raw)
         if name == "recursion":
             if isinstance(raw, bool):
                 return raw
@@ -156,6 +163,17 @@ def _coerce(name: str, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None
+
+
+def _schemes(raw: Any) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    schemes = tuple(str(s).strip().lower() for s in items if str(s).strip())
+    for scheme in schemes:
+        if not SCHEME.fullmatch(scheme):
+            raise ConfigError(f"redirect_schemes: {scheme!r} is not a URL scheme")
+        if scheme in SCRIPT_SCHEMES:
+            raise ConfigError(f"redirect_schemes: {scheme}: URLs are never redirected to")
+    return schemes
 
 
 def load(

@@ -263,10 +263,16 @@ def test_limits_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
     data.mkdir()
     (data / "idnode.toml").write_text(
         'prefixes = ["88.118"]\nheader_timeout = 4\nkeepalive_timeout = 20.5\n'
+        'redirect_schemes = ["https"]\n'
     )
     config = load(data, env={"IDNODE_BODY_TIMEOUT": "12", "IDNODE_MAX_CONNECTIONS": "500"})
     assert (config.header_timeout, config.body_timeout, config.keepalive_timeout) == (4, 12, 20.5)
     assert config.max_connections == 500
+    assert config.redirect_schemes == ("https",)
+    assert load(data, env={"IDNODE_REDIRECT_SCHEMES": "HTTPS, ftp"}).redirect_schemes == (
+        "https",
+        "ftp",
+    )
     defaults = load(data, env={"IDNODE_HEADER_TIMEOUT": ""})
     assert defaults.header_timeout == 4
     (data / "idnode.toml").write_text('prefixes = ["88.118"]\n')
@@ -274,6 +280,7 @@ def test_limits_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
     assert (defaults.header_timeout, defaults.body_timeout) == (10, 30)
     assert 15 <= defaults.keepalive_timeout <= 75
     assert defaults.max_connections == 0  # derived from the file limit
+    assert defaults.redirect_schemes == ("http", "https")
 
 
 @pytest.mark.parametrize(
@@ -283,6 +290,9 @@ def test_limits_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
         ("body_timeout", "-1"),
         ("keepalive_timeout", "soon"),
         ("max_connections", "-5"),
+        ("redirect_schemes", "javascript"),
+        ("redirect_schemes", "http,DATA"),
+        ("redirect_schemes", "ht tp"),
     ],
 )
 def test_bad_limits_are_refused(tmp_path: Path, key: str, value: str) -> None:
