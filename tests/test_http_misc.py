@@ -618,6 +618,7 @@ async def test_redirect_schemes_are_configurable(tmp_path: Path) -> None:
         "https://evil.example/",
         "javascript:alert(1)",
         "%2F%2Fevil.example",
+        "88.118.8/X\r\nSet-Cookie: a=1",
         "88.118.8/X?y#z",
     ],
 )
