@@ -5,6 +5,7 @@ which wins over the file)."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,9 @@ from registry.model.filters import MAX_FILTERS
 CONFIG_FILE = "idnode.toml"
 STORE_FILE = "registry.sqlite3"
 PLAIN_CREDENTIALS = ("loopback", "never", "any")
+# Schemes whose URLs a browser runs as script or shows as a page of their own: never redirected to.
+SCRIPT_SCHEMES = ("javascript", "data", "vbscript")
+SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SIGNING_ALGS = ("EdDSA", "ES256", "RS256")
 
@@ -35,6 +39,11 @@ class Config:
     tls_key: Path | None = None
     plain_credentials: str = "loopback"  # where credentials are accepted without TLS
     max_body: int = 262_144  # bytes; the Handle protocol's message limit
+    header_timeout: float = 10.0  # seconds to send a request's line and headers
+    body_timeout: float = 30.0  # seconds to send a request's body
+    keepalive_timeout: float = 75.0  # seconds an idle connection is kept between requests
+    max_connections: int = 0  # open connections per worker (0: from the file limit)
+    redirect_schemes: tuple[str, ...] = ("http", "https")  # URL schemes the proxy redirects to
     log_level: str = "info"
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
@@ -94,6 +103,8 @@ def _coerce(name: str, raw: Any) -> Any:
         if name == "prefixes":
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             return tuple(p.strip() for p in items if p.strip())
+        if name == "redirect_schemes":
+            return _schemes(raw)
         if name == "recursion":
             if isinstance(raw, bool):
                 return raw
@@ -111,7 +122,7 @@ def _coerce(name: str, raw: Any) -> Any:
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1")
             return value
-        if name in ("cache_entries", "cache_bytes"):
+        if name in ("cache_entries", "cache_bytes", "max_connections"):
             value = int(raw)
             if value < 0:
                 raise ConfigError(f"{name} must not be negative")
@@ -121,7 +132,14 @@ def _coerce(name: str, raw: Any) -> Any:
             if not number >= 0:
                 raise ConfigError(f"{name} must not be negative")
             return number
-        if name in ("heartbeat_interval", "sync_poll", "sync_retry_max"):
+        if name in (
+            "heartbeat_interval",
+            "sync_poll",
+            "sync_retry_max",
+            "header_timeout",
+            "body_timeout",
+            "keepalive_timeout",
+        ):
             number = float(raw)
             if not number > 0:
                 raise ConfigError(f"{name} must be positive")
@@ -148,6 +166,17 @@ def _coerce(name: str, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None
+
+
+def _schemes(raw: Any) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    schemes = tuple(str(s).strip().lower() for s in items if str(s).strip())
+    for scheme in schemes:
+        if not SCHEME.fullmatch(scheme):
+            raise ConfigError(f"redirect_schemes: {scheme!r} is not a URL scheme")
+        if scheme in SCRIPT_SCHEMES:
+            raise ConfigError(f"redirect_schemes: {scheme}: URLs are never redirected to")
+    return schemes
 
 
 def load(

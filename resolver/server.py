@@ -16,6 +16,7 @@ from aiohttp import web
 
 from resolver.config import Config
 from resolver.http.app import make_app
+from resolver.http.protocol import make_runner
 
 log = logging.getLogger("idnode")
 
@@ -32,7 +33,9 @@ async def serve_async(
     config: Config, *, reuse_port: bool = False, access_log: bool = False
 ) -> None:
     app = make_app(config)
-    runner = web.AppRunner(app, access_log=log if access_log else None, handler_cancellation=True)
+    runner = make_runner(
+        app, config, access_log=log if access_log else None, handler_cancellation=True
+    )
     await runner.setup()
     settle_heap()
     ctx = ssl_context(config)

@@ -10,10 +10,10 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "resolver.cli"]
@@ -73,6 +73,7 @@ async def start(
     env: Mapping[str, str] | None = None,
     start_within: float = START_TIMEOUT,
     listening: re.Pattern[str] = LISTENING,
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> Served:
     """Start ``idnode ARGS`` (a ``serve`` command) and wait, up to ``start_within`` s, for
     its ``listening`` line. The caller must :func:`stop` it (use :func:`serving`)."""
@@ -85,6 +86,7 @@ async def start(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=err,
+        preexec_fn=preexec_fn,
     )
     try:
         assert proc.stdout is not None
@@ -140,13 +142,18 @@ async def stop(served: Served) -> None:
 
 @contextlib.asynccontextmanager
 async def serving(
-    data: Path, *extra: str, env: Mapping[str, str] | None = None, http: str | None = "127.0.0.1:0"
+    data: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+    http: str | None = "127.0.0.1:0",
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> AsyncIterator[Served]:
-    """``idnode serve --data DATA [--http HTTP] EXTRA...``, stopped on exit."""
+    """``idnode serve --data DATA [--http HTTP] EXTRA...``, stopped on exit (``preexec_fn``:
+    run in the child before it starts, e.g. to lower a resource limit)."""
     args: list[str | os.PathLike[str]] = ["serve", "--data", data]
     if http is not None:
         args += ["--http", http]
-    served = await start(*args, *extra, env=env)
+    served = await start(*args, *extra, env=env, preexec_fn=preexec_fn)
     try:
         yield served
     finally:

@@ -4,6 +4,7 @@ handle-rest-observed.md §7, §9-11."""
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from registry.auth import FailureThrottle
 from registry.model.identifiers import parse
+from registry.model.jsonvalues import data_to_json
 from registry.model.values import Value
 from resolver.config import load
 from resolver.http.app import make_app
@@ -32,6 +34,7 @@ from tests.conftest import (
     assert_signed,
     basic,
     client_view,
+    in_process,
     init_node,
 )
 
@@ -532,6 +535,107 @@ async def test_resolve_form_redirects(server: Server) -> None:
     ) as r:
         assert r.status == 302
         assert r.headers["Location"] == "/88.118.8/X?noredirect"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.org/a\r\nSet-Cookie: stolen=1",
+        "https://example.org/a\nb",
+        "https://example.org/a\x00b",
+        "https://example.org/a\tb",
+        "https://example.org/a b",
+        "https://example.org/\u202etxt.exe",
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "//evil.example/",
+        "/local/path",
+        "evil.example",
+        "https:///evil.example",
+        "https:evil.example",
+        "https://",
+        "https://example.org:port/",
+        "https://example.org\\@evil.example/",
+        "ftp://example.org/file",
+    ],
+)
+async def test_proxy_redirects_only_to_absolute_http_urls(server: Server, url: str) -> None:
+    """Anything else is shown on the values page (as the API shows it: base64 when it is
+    not text), escaped and not linked."""
+    await put(server, "88.118.8/BAD", [{"index": 1, "type": "URL", "data": url}])
+    async with server.session.get(server.url + "/88.118.8/BAD", allow_redirects=False) as r:
+        assert r.status == 200
+        assert "Location" not in r.headers
+        assert r.headers["Content-Type"] == HTML_TYPE
+        text = await r.text()
+    assert html.escape(data_to_json("URL", url.encode())["value"]) in text
+    assert "<a href" not in text
+
+
+async def test_proxy_redirects_to_the_first_url_it_can(server: Server) -> None:
+    await put(
+        server,
+        "88.118.8/MIXED",
+        [
+            {"index": 1, "type": "URL", "data": "javascript:alert(1)"},
+            {"index": 2, "type": "URL", "data": "https://example.org/fine"},
+        ],
+    )
+    async with server.session.get(server.url + "/88.118.8/MIXED", allow_redirects=False) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == "https://example.org/fine"
+
+
+async def test_redirect_schemes_are_configurable(tmp_path: Path) -> None:
+    values = [
+        {"index": 1, "type": "URL", "data": "http://example.org/plain"},
+        {"index": 2, "type": "URL", "data": "ftp://example.org/file"},
+    ]
+    async with (
+        in_process(tmp_path / "node", redirect_schemes=("ftp", "https")) as port,
+        aiohttp.ClientSession() as session,
+    ):
+        url = f"http://127.0.0.1:{port}"
+        async with session.put(
+            f"{url}/api/handles/88.118.8/FTP", json={"values": values}, headers=ENT8_ADMIN
+        ) as r:
+            assert r.status == 201
+        async with session.get(f"{url}/88.118.8/FTP", allow_redirects=False) as r:
+            assert r.status == 302
+            assert r.headers["Location"] == "ftp://example.org/file"  # not http: not allowed
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "/evil.example",
+        "//evil.example",
+        "///evil.example",
+        "\\\\evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "%2F%2Fevil.example",
+        "88.118.8/X\r\nSet-Cookie: a=1",
+        "88.118.8/X?y#z",
+    ],
+)
+async def test_resolve_form_stays_on_the_site(server: Server, typed: str) -> None:
+    """Whatever is typed, the form leads to this site's proxy page for exactly that."""
+    async with server.session.get(
+        server.url + "/resolve", params={"handle": typed}, allow_redirects=False
+    ) as r:
+        assert r.status == 302
+        location = r.headers["Location"]
+    assert location.startswith("/") and location[1] not in "/\\", location
+    target = yarl.URL(server.url).join(yarl.URL(location, encoded=True))
+    assert target.origin() == yarl.URL(server.url).origin()
+    assert location.endswith("?noredirect")
+    async with server.session.get(target, allow_redirects=False) as r:
+        assert r.headers["Content-Type"] == HTML_TYPE
+        assert html.escape(typed) in await r.text()  # the page of what was typed
 
 
 # ------------------------------------------------------------------ plain_credentials = never

@@ -6,6 +6,7 @@ renders the answer; every failure is a HandleError rendered by the app's middlew
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -74,11 +75,17 @@ async def read_json(request: web.Request) -> Any:
         raise ProtocolError(
             f"Unsupported media type {shown(ctype) or 'none'}: send application/json"
         )
+    config = request.app[NODE].config
     try:
-        body = await request.read()
+        # A client that stops sending mid-body holds its connection no longer than this.
+        async with asyncio.timeout(config.body_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[NODE].config.max_body
-        raise ProtocolError(f"Request body larger than {limit} bytes", http=413) from None
+        raise ProtocolError(f"Request body larger than {config.max_body} bytes", http=413) from None
+    except TimeoutError:
+        raise ProtocolError(
+            f"Request body not received within {config.body_timeout:g} s", http=408
+        ) from None
     if not body.strip():
         raise ProtocolError("Invalid JSON in PUT request: the body is empty")
     try:

@@ -37,6 +37,11 @@ async def no_route(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
+# Path variables matching any character, line breaks too ('.' does not): a path with an
+# encoded CR or LF (``%0A``) is still the handlers' to answer, not the router's plain 404.
+HANDLE, SOME_HANDLE, TAIL = r"{handle:[\s\S]*}", r"{handle:[\s\S]+}", r"{tail:[\s\S]*}"
+
+
 def make_app(config: Config, node: Node | None = None) -> web.Application:
     """The HTTP app for ``config``. With ``node`` the caller owns the node's lifetime."""
     app = web.Application(client_max_size=config.max_body)
@@ -66,9 +71,9 @@ def make_app(config: Config, node: Node | None = None) -> web.Application:
 
     read = ("GET", "HEAD", "POST")
     # Resolution first: the router tries the resources of one path prefix in this order.
-    route(read, "/api/handles/{handle:.*}", api.get_handle, inline=True)
-    route(("PUT",), "/api/handles/{handle:.*}", api.put_handle)
-    route(("DELETE",), "/api/handles/{handle:.*}", api.delete_handle)
+    route(read, "/api/handles/" + HANDLE, api.get_handle, inline=True)
+    route(("PUT",), "/api/handles/" + HANDLE, api.put_handle)
+    route(("DELETE",), "/api/handles/" + HANDLE, api.delete_handle)
     route(read, "/api/handles", api.list_handles)
     route(("PUT",), "/api/handles", api.put_handle)
     route(("DELETE",), "/api/handles", api.delete_handle)
@@ -77,9 +82,9 @@ def make_app(config: Config, node: Node | None = None) -> web.Application:
     route(("GET", "HEAD"), "/metrics", metrics.metrics)
     route(("GET", "HEAD"), "/hrls/handles", api.reverse_lookup)
     route(("GET", "HEAD"), "/hrls/handles/", api.reverse_lookup)
-    route(("*",), "/api{tail:.*}", api.unknown_api)
+    route(("*",), "/api" + TAIL, api.unknown_api)
     route(("GET", "HEAD"), "/", proxy.landing)
     route(("GET", "HEAD"), "/resolve", proxy.resolve_form)
-    route(("GET", "HEAD"), "/{handle:.+}", proxy.proxy)
-    route(("*",), "/{tail:.*}", no_route)
+    route(("GET", "HEAD"), "/" + SOME_HANDLE, proxy.proxy)
+    route(("*",), "/" + TAIL, no_route)
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import time
 from email.utils import formatdate
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -59,7 +59,33 @@ async def resolve_form(request: web.Request) -> web.Response:
     handle = request.query.get("handle", "").strip()
     if not handle:
         raise web.HTTPFound("/")
-    raise web.HTTPFound("/" + quote(handle, safe="/:") + "?noredirect")
+    raise web.HTTPFound(proxy_path(handle) + "?noredirect")
+
+
+def proxy_path(handle: str) -> str:
+    """This site's proxy path for ``handle``. Its first character is always escaped if it
+    is not plain text: "/" + "/evil.example" would be ``//evil.example``, which a browser
+    reads as another site."""
+    return "/" + quote(handle[:1], safe="") + quote(handle[1:], safe="/:")
+
+
+def redirect_target(data: bytes, schemes: tuple[str, ...]) -> str | None:
+    """The URL value ``data`` if the proxy may redirect to it: an absolute URL with one of
+    ``schemes`` and a host, holding nothing a header cannot carry or a reader would not see
+    (control, format and space characters) and no backslash (which browsers read as a
+    slash). None otherwise: the values page shows the value instead."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.isprintable() or " " in text or "\\" in text:
+        return None
+    try:
+        parts = urlsplit(text)
+        host, _ = parts.hostname, parts.port  # port: a ValueError if it is no number
+    except ValueError:
+        return None
+    return text if parts.scheme in schemes and host else None
 
 
 def _wants_json(request: web.Request) -> bool:
@@ -67,13 +93,13 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _values_page(answer: Answer) -> web.Response:
+def _values_page(answer: Answer, schemes: tuple[str, ...]) -> web.Response:
     rows = []
     for v in answer.values:
         data = data_to_json(v.type, v.data)
         shown = data["value"] if isinstance(data["value"], str) else str(data["value"])
         cell = html.escape(shown)
-        if type_key(v.type) == URL and shown.startswith(("http://", "https://")):
+        if type_key(v.type) == URL and redirect_target(v.data, schemes) is not None:
             cell = f'<a href="{html.escape(shown, quote=True)}">{cell}</a>'
         rows.append(
             f"<tr><td>{v.index}</td><td>{html.escape(v.type)}</td><td>{cell}</td>"
@@ -106,10 +132,14 @@ async def proxy(request: web.Request) -> web.Response:
             f"<h1>{html.escape(title)}</h1><p>{html.escape(handle)}: {html.escape(text)}</p>",
             exc.status,
         )
+    schemes = node.config.redirect_schemes
     if not noredirect:
+        # The first URL value that can be redirected to; with none, the values page.
         for v in answer.values:
-            if type_key(v.type) == URL and v.data:
-                target = v.data.decode("utf-8", "replace")
+            if type_key(v.type) == URL:
+                target = redirect_target(v.data, schemes)
+                if target is None:
+                    continue
                 link = html.escape(target, quote=True)
                 return web.Response(
                     status=302,
@@ -130,4 +160,4 @@ async def proxy(request: web.Request) -> web.Response:
                 "values": [value_to_json(v) for v in answer.values],
             }
         )
-    return _values_page(answer)
+    return _values_page(answer, schemes)
