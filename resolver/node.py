@@ -18,7 +18,7 @@ from registry.service import Registry
 from registry.signer import RecordSigner
 from registry.signing.keys import KeyFileError
 from registry.store.base import Store
-from registry.store.sqlite import SQLiteStore
+from registry.store.factory import StoreConfigError, open_store
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
 
@@ -37,8 +37,10 @@ class Node:
     @classmethod
     async def open(cls, config: Config) -> Node:
         sealer = Sealer.load_or_create(config.data_dir)
-        store = SQLiteStore(config.store_path)
-        await store.open()
+        try:
+            store = await open_store(config.store_path)
+        except StoreConfigError as exc:
+            raise ConfigError(f"store: {exc}") from None
         gens = GenerationTable.open(config.data_dir)
         cache = RecordCache(
             store,
