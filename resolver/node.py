@@ -1,10 +1,12 @@
-"""One node's resources — store, sealing key, registry, resolver — opened and closed in one
-place (the HTTP app's ``cleanup_ctx``, the CLI's commands), never at import time."""
+"""One node's resources — store, sealing key, registry, resolver, forwarding — opened and
+closed in one place (the HTTP app's ``cleanup_ctx``, the CLI's commands), never at import
+time."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 from registry.auth import FailureThrottle
 from registry.cache.generations import GenerationTable
@@ -21,6 +23,11 @@ from registry.store.base import Store
 from registry.store.factory import StoreConfigError, open_store
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
+from resolver.forward.link import Forwarding
+
+# Figures for /metrics from parts of the process the node does not know of (the sync agent
+# adds its link to the top-level): lines in the Prometheus text format.
+MetricsSource = Callable[[], Awaitable[Sequence[str]]]
 
 
 @dataclass
@@ -33,6 +40,8 @@ class Node:
     throttle: FailureThrottle
     cache: RecordCache
     keyring: Keyring
+    forwarding: Forwarding
+    metrics: list[MetricsSource] = field(default_factory=list)
 
     @classmethod
     async def open(cls, config: Config) -> Node:
@@ -78,15 +87,17 @@ class Node:
             signer=signer,
             stats_seconds=config.stats_interval,
         )
+        resolver = Resolver(registry)
         node = cls(
             config,
             store,
             registry,
-            Resolver(registry),
+            resolver,
             Listings(registry),
             FailureThrottle(),
             cache,
             keyring,
+            Forwarding(resolver, config),
         )
         await node.ensure_keys_published()
         return node
@@ -117,5 +128,6 @@ class Node:
             await self.registry.publish_keys(self.keyring.published_values(now, numbers))
 
     async def close(self) -> None:
+        await self.forwarding.close()
         await self.cache.close()
         await self.store.close()

@@ -24,8 +24,8 @@ from registry.model.identifiers import parse
 from registry.model.values import Value
 from registry.signing.verify import Report, verify_record
 from resolver.core import Query
+from resolver.forward.peer import FetchError, fetch_values
 from resolver.node import Node
-from sync.handleclient import FetchError, fetch_values
 
 Fetch = Callable[[str], Awaitable[Sequence[Value] | None]]
 

@@ -28,17 +28,17 @@ from registry.model.jsonvalues import value_from_json, value_to_json
 from registry.model.values import Value
 from resolver import __version__
 from resolver.core import Answer, Query
-from resolver.http import params
-from resolver.http.credentials import principal
-from resolver.http.keys import ECHO, NODE
-from resolver.http.respond import JSON_TYPE, cors, failure, json_response
-from sync.routing import (
+from resolver.forward.base import (
     HOPS_HEADER,
     VERIFIED_HEADER,
     VERIFY_ERROR_HEADER,
     VIA_HEADER,
     parse_hops,
 )
+from resolver.http import params
+from resolver.http.credentials import principal
+from resolver.http.keys import ECHO, NODE
+from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 
 API_HANDLES = "/api/handles/"
 
