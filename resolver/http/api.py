@@ -25,6 +25,7 @@ from registry.errors import (
 )
 from registry.model.identifiers import handle_key, parse
 from registry.model.jsonvalues import value_from_json, value_to_json
+from registry.model.site import Interface, single_server_site
 from registry.model.values import Value
 from resolver import __version__
 from resolver.core import Answer, Query
@@ -321,32 +322,15 @@ def site_info(request: web.Request) -> dict[str, Any]:
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     address = sock[0] if sock else config.http_host
     port = sock[1] if sock else config.http_port
-    return {
-        "version": 1,
-        "protocolVersion": "2.11",
-        "serialNumber": 1,
-        "primarySite": True,
-        "multiPrimary": False,
-        "attributes": [
-            {"name": "desc", "value": f"{config.name} (idnode secondary node)"},
-            {"name": "software", "value": f"idnode {__version__}"},
-            {"name": "prefixes", "value": ",".join(config.prefixes)},
+    return single_server_site(
+        address,
+        [Interface("HTTPS" if request.secure else "HTTP", port)],
+        [
+            ("desc", f"{config.name} (idnode secondary node)"),
+            ("software", f"idnode {__version__}"),
+            ("prefixes", ",".join(config.prefixes)),
         ],
-        "servers": [
-            {
-                "serverId": 1,
-                "address": address,
-                "interfaces": [
-                    {
-                        "query": True,
-                        "admin": True,
-                        "protocol": "HTTPS" if request.secure else "HTTP",
-                        "port": port,
-                    }
-                ],
-            }
-        ],
-    }
+    )
 
 
 async def get_site(request: web.Request) -> web.Response:
