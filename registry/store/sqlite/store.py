@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from registry.store import migrations
 from registry.store.base import Mutation, OutboxItem, OutboxSummary, Record
@@ -69,10 +69,12 @@ class SQLiteStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def get(self, key: str) -> Record | None:
+    def get(self, key: str) -> Coroutine[Any, Any, Record | None]:
         """The record at ``key``, or None (read together with the other keys asked for
         meanwhile)."""
-        return await self._threads.read_key(key)
+        # A plain def handing out the batched read's own coroutine: the cold path (every
+        # request a store read) pays no second coroutine.
+        return self._threads.read_key(key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Record]:
         """Records for those keys that exist."""
