@@ -1,5 +1,5 @@
-"""The report: ``results.json`` (every figure, every run), ``summary.md`` (the tables the
-README shows) and PNG charts (throughput per scenario, latency percentiles by load, and
+"""The report: ``results.json`` (every figure, every run), ``summary.md`` (the tables
+bench/README.md shows) and PNG charts (throughput per scenario, latency percentiles by load, and
 throughput and memory by registry size)."""
 
 from __future__ import annotations

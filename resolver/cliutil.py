@@ -46,7 +46,7 @@ def data_dir(args: argparse.Namespace) -> Path:
 async def opened_node(args: argparse.Namespace, **flags: Any) -> AsyncIterator[Node]:
     """The node of ``--data``, closed again however the command ends; a damaged store is a
     :class:`ConfigError` (one line from the command line, not a traceback)."""
-    from registry.store.sqlite import StoreDamaged  # here: the command line stays cheap
+    from registry.store.base import StoreDamaged  # here: the command line stays cheap
     from resolver.node import Node
 
     node = await Node.open(load(data_dir(args), flags))

@@ -24,7 +24,7 @@ from registry.model.filters import MAX_FILTERS, ValueFilter
 from registry.model.identifiers import NA_PREFIX, Identifier, parse, prefix_handle
 from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
 from registry.service import Registry
-from sync.routing import Home, Remote
+from resolver.forward.base import Forwarder, Home
 
 # Query and Answer are made on every resolution, so they are plain slotted classes: a frozen
 # dataclass costs four times as much to construct. Treat them as immutable.
@@ -106,19 +106,31 @@ _HOMED_MEMO = 65_536
 
 
 class Resolver:
-    """Resolves identifiers of the node's homed prefixes, and through ``remote`` (set once the
-    node knows a top-level node) those of other nodes."""
+    """Resolves identifiers of the node's homed prefixes, and through ``forward`` (set once
+    the node knows a top-level node: :mod:`resolver.forward.link`) those of other nodes."""
 
     def __init__(self, registry: Registry, max_filters: int = MAX_FILTERS) -> None:
         self.registry = registry
         self.max_filters = max_filters  # type and index filters one query may name
-        self.remote: Remote | None = None
-        # Resolutions per prefix key since the last statistics flush (sync/agent.py): a
+        self.forward: Forwarder | None = None
+        # Resolutions per prefix key since the last statistics flush (:meth:`take_hits`): a
         # dict increment is all the hot path pays.
         self.hits: dict[str, int] = {}
         # Handle text as queried -> its identifier, for handles of homed prefixes (fixed for
         # the process's life): resolving one again skips parsing and the homed check.
         self._homed: dict[str, Identifier] = {}
+
+    def take_hits(self) -> dict[str, int]:
+        """The resolutions counted per prefix key since the last call; counting starts
+        afresh."""
+        hits, self.hits = self.hits, {}
+        return hits
+
+    def return_hits(self, hits: dict[str, int]) -> None:
+        """Count again what :meth:`take_hits` gave and could not be recorded."""
+        mine = self.hits
+        for prefix_key, n in hits.items():
+            mine[prefix_key] = mine.get(prefix_key, 0) + n
 
     def cached(self, handle: str) -> CacheEntry | None:
         """The hot path, nothing awaited: for an unfiltered anonymous query of ``handle``
@@ -144,7 +156,7 @@ class Resolver:
                 ident = parse(prefix_handle(text))
             except InvalidHandle:
                 raise HandleNotFound() from None
-            if not self.registry.is_homed(ident) and self.remote is None:
+            if not self.registry.is_homed(ident) and self.forward is None:
                 raise HandleNotFound()
             return ident
         return parse(text)
@@ -161,7 +173,7 @@ class Resolver:
         if ident is None:
             ident = self.identify(query.handle)
             if not self.registry.is_homed(ident):
-                return await self._resolve_remote(ident, query, selection)
+                return await self._forwarded(ident, query, selection)
             if len(homed) >= _HOMED_MEMO:  # bounded: clients choose what they ask
                 homed.clear()
             homed[query.handle] = ident
@@ -193,12 +205,12 @@ class Resolver:
                 out.append(v)
         return Answer(query.handle, ident, tuple(out))
 
-    async def _resolve_remote(
+    async def _forwarded(
         self, ident: Identifier, query: Query, selection: ValueFilter | None
     ) -> Answer:
-        if self.remote is None:
+        if self.forward is None:
             raise NotResponsible()
-        got = await self.remote.fetch(ident, query.hops, query.via, query.authoritative)
+        got = await self.forward.fetch(ident, query.hops, query.via, query.authoritative)
         if isinstance(got, Home):
             referral = f"{NA_PREFIX}/{got.prefix}"
             return Answer(query.handle, ident, got.site, referral=referral)

@@ -1,10 +1,12 @@
-"""One node's resources — store, sealing key, registry, resolver — opened and closed in one
-place (the HTTP app's ``cleanup_ctx``, the CLI's commands), never at import time."""
+"""One node's resources — store, sealing key, registry, resolver, forwarding — opened and
+closed in one place (the HTTP app's ``cleanup_ctx``, the CLI's commands), never at import
+time."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.auth import FailureThrottle
@@ -19,10 +21,15 @@ from registry.secrets import Sealer
 from registry.service import Registry
 from registry.signer import RecordSigner
 from registry.signing.keys import KeyFileError
-from registry.store.base import Store
-from registry.store.sqlite import SQLiteStore, StoreDamaged
+from registry.store.base import Store, StoreDamaged
+from registry.store.factory import StoreConfigError, open_store
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
+from resolver.forward.link import Forwarding
+
+# Figures for /metrics from parts of the process the node does not know of (the sync agent
+# adds its link to the top-level): lines in the Prometheus text format.
+MetricsSource = Callable[[], Awaitable[Sequence[str]]]
 
 
 @dataclass
@@ -35,6 +42,8 @@ class Node:
     throttle: FailureThrottle
     cache: RecordCache
     keyring: Keyring
+    forwarding: Forwarding
+    metrics: list[MetricsSource] = field(default_factory=list)
 
     @classmethod
     async def open(cls, config: Config, *, create_keys: bool = False) -> Node:
@@ -54,9 +63,10 @@ class Node:
             signer = RecordSigner(keyring, config.signature_validity)
         except KeyFileError as exc:
             raise ConfigError(f"signing key: {exc}") from None
-        store = SQLiteStore(config.store_path)
         try:
-            await store.open()
+            store = await open_store(config.store_path)
+        except StoreConfigError as exc:
+            raise ConfigError(f"store: {exc}") from None
         except StoreDamaged as exc:  # what to do is the operator's call: say what is wrong
             raise ConfigError(str(exc)) from None
         gens = GenerationTable.open(config.data_dir)
@@ -86,15 +96,17 @@ class Node:
             signer=signer,
             stats_seconds=config.stats_interval,
         )
+        resolver = Resolver(registry, config.max_filters)
         node = cls(
             config,
             store,
             registry,
-            Resolver(registry, config.max_filters),
+            resolver,
             Listings(registry),
             FailureThrottle(),
             cache,
             keyring,
+            Forwarding(resolver, config),
         )
         try:
             await node.ensure_keys_published()
@@ -129,6 +141,7 @@ class Node:
             await self.registry.publish_keys(self.keyring.published_values(now, numbers))
 
     async def close(self) -> None:
+        await self.forwarding.close()
         await self.cache.close()
         await self.store.close()
 

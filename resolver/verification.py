@@ -8,7 +8,6 @@ check it offline with :func:`registry.signing.verify.verify_record`.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -17,44 +16,21 @@ from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from registry.errors import HandleError
 from registry.model.identifiers import parse
 from registry.model.values import Value
+from registry.signing.keys import JwkError, public_jwk_of
 from registry.signing.verify import Report, verify_record
 from resolver.core import Query
+from resolver.forward.peer import FetchError, fetch_values
 from resolver.node import Node
-from sync.handleclient import FetchError, fetch_values
 
 Fetch = Callable[[str], Awaitable[Sequence[Value] | None]]
 
 
 class VerifyError(Exception):
     """The record or a certificate could not be fetched, or a trust root is unusable."""
-
-
-def _b64(n: int | bytes) -> str:
-    raw = n if isinstance(n, bytes) else n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def jwk_of(public: Any) -> dict[str, Any]:
-    if isinstance(public, ed25519.Ed25519PublicKey):
-        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
-    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
-        nums = public.public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _b64(nums.x.to_bytes(32, "big")),
-            "y": _b64(nums.y.to_bytes(32, "big")),
-        }
-    if isinstance(public, rsa.RSAPublicKey):
-        rsa_nums = public.public_numbers()
-        return {"kty": "RSA", "n": _b64(rsa_nums.n), "e": _b64(rsa_nums.e)}
-    raise VerifyError("unsupported trust root key type")
 
 
 def load_trust_root(path: Path) -> dict[str, Any]:
@@ -69,7 +45,9 @@ def load_trust_root(path: Path) -> dict[str, Any]:
             if not isinstance(jwk, dict) or "kty" not in jwk:
                 raise VerifyError(f"{path}: not a JWK")
             return jwk
-        return jwk_of(serialization.load_pem_public_key(raw))
+        return public_jwk_of(serialization.load_pem_public_key(raw))
+    except JwkError:
+        raise VerifyError("unsupported trust root key type") from None
     except (ValueError, json.JSONDecodeError) as exc:
         raise VerifyError(f"{path}: not a JWK or PEM public key ({exc})") from None
 

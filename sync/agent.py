@@ -1,9 +1,10 @@
-"""The sync agent of a serving process: statistics flushing, cross-node routing and — in one
-process per data directory — the outbox sender and heartbeats.
+"""The sync agent of a serving process: statistics flushing, the forwarding configuration
+and — in one process per data directory — the outbox sender and heartbeats.
 
 Every serving process flushes its resolution counts into the store every
 ``flush_every`` seconds (one small transaction, never one per request) and, once the node is
-registered, resolves foreign prefixes through :class:`sync.routing.Remote`. The process that
+registered, points the node's forwarding (:mod:`resolver.forward`) at the top-level and its
+trust root, so foreign prefixes are resolved; it adds its figures to ``/metrics``. The process that
 holds ``DATA/sync/sender.lock`` (workers and several ``serve`` processes may share a data
 directory) also closes finished statistics intervals into the outbox, delivers it, and sends
 heartbeats. Everything it needs to resume is in the store and ``DATA/sync/``, so any process
@@ -26,10 +27,10 @@ import aiohttp
 from registry.model.identifiers import NA_PREFIX
 from registry.reporting import interval_start
 from registry.store.base import Change, Record, Tally
+from resolver.forward.base import Upstream
 from resolver.node import Node
 from sync.client import IntakeClient, IntakeError
 from sync.protocol import HEARTBEAT_PATH
-from sync.routing import Remote
 from sync.sender import backoff, drain
 from sync.state import (
     SENDER_LOCK,
@@ -41,6 +42,7 @@ from sync.state import (
     save_status,
     sync_dir,
 )
+from sync.status import metric_lines
 
 log = logging.getLogger("idnode.sync")
 NA_KEY = NA_PREFIX.upper()
@@ -96,6 +98,7 @@ class SyncAgent:
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
         self.node.registry.write_hooks.append(self._on_write)
+        self.node.metrics.append(self._metrics)
         self._watch_registration()
         self._task = asyncio.create_task(self._run(), name="idnode-sync")
 
@@ -109,12 +112,17 @@ class SyncAgent:
         with contextlib.suppress(Exception):
             await self.flush()  # the counts of the last seconds are not lost on a clean stop
         self.lock.release()
-        self.node.resolver.remote = None
+        self.node.forwarding.configure(None)
+        if self._metrics in self.node.metrics:
+            self.node.metrics.remove(self._metrics)
         if self.session is not None:
             await self.session.close()
 
     async def _on_write(self, _keys: Sequence[str]) -> None:
         self.wake.set()  # a local write may have added outbox items: send them now
+
+    async def _metrics(self) -> list[str]:
+        return await metric_lines(self.node)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -153,7 +161,7 @@ class SyncAgent:
     async def flush(self) -> None:
         """Move this process's resolution counts into the store (current interval)."""
         resolver = self.node.resolver
-        hits, resolver.hits = resolver.hits, {}
+        hits = resolver.take_hits()
         hits.pop(NA_KEY, None)  # prefix handles (0.NA/...) are the node's, not a prefix's
         if not hits:
             return
@@ -166,11 +174,10 @@ class SyncAgent:
         try:
             await self.node.store.transact([], mutate)
         except BaseException:
-            for p, n in hits.items():  # put them back for the next flush
-                resolver.hits[p] = resolver.hits.get(p, 0) + n
+            resolver.return_hits(hits)  # counted again in the next flush
             raise
 
-    # -- registration and routing ----------------------------------------------------------
+    # -- registration and forwarding -------------------------------------------------------
 
     def _watch_registration(self) -> None:
         version = registration_version(self.data_dir)
@@ -181,18 +188,12 @@ class SyncAgent:
         self.registration = reg
         assert self.session is not None
         if reg is None:
-            self.client, self.node.resolver.remote = None, None
+            self.client = None
+            self.node.forwarding.configure(None)
             return
         self.client = IntakeClient(self.session, reg.toplevel, reg.app_id, self.node.keyring.key(0))
-        self.node.resolver.remote = Remote(
-            self.session,
-            reg.toplevel,
-            [reg.trust_root],
-            node_id=reg.app_id,  # how it names itself in X-Idnode-Via (loops)
-            recursion=self.config.recursion,
-            max_hops=self.config.max_hops,
-            max_ttl=self.config.cache_max_ttl,
-        )
+        # The app id is how the node names itself in X-Idnode-Via (loops).
+        self.node.forwarding.configure(Upstream(reg.toplevel, (reg.trust_root,), reg.app_id))
         self._failures = 0
 
     # -- sending ---------------------------------------------------------------------------

@@ -6,14 +6,10 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from resolver.cliutil import opened_node
 from resolver.config import ConfigError
-from sync.state import load_registration, load_status
-
-if TYPE_CHECKING:
-    from resolver.node import Node
 
 # The node and aiohttp are imported by the commands that use them: importing the command
 # line stays cheap (bulk import's worker processes import it again).
@@ -32,32 +28,6 @@ async def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-async def status_of(node: Node) -> dict[str, Any]:
-    """What ``idnode sync status`` and ``/metrics`` report."""
-    data_dir = node.config.data_dir
-    reg = load_registration(data_dir)
-    sent = load_status(data_dir)
-    summary = await node.store.outbox_summary()
-    now = time.time()
-    return {
-        "registered": reg is not None,
-        "toplevel": reg.toplevel if reg else None,
-        "app_id": reg.app_id if reg else None,
-        "public_url": reg.public_url if reg else None,
-        "registered_at": reg.registered_at if reg else None,
-        "pending": summary.pending,
-        "oldest_pending_age": round(now - summary.oldest, 3) if summary.oldest else None,
-        "dead": summary.dead,
-        "delivered": sent.delivered,
-        "last_attempt": sent.last_attempt,
-        "last_success": sent.last_success,
-        "last_error": sent.last_error,
-        "last_error_at": sent.last_error_at,
-        "last_heartbeat": sent.heartbeat,
-        "stats": await node.store.stats_totals(),
-    }
-
-
 def _when(t: float | None) -> str:
     if t is None:
         return "never"
@@ -65,6 +35,8 @@ def _when(t: float | None) -> str:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
+    from sync.status import status_of
+
     async with opened_node(args) as node:
         st = await status_of(node)
     if args.json:

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from registry.signing._b64 import b64url_encode
 from registry.signing.keys import JwkError, SigningKey, verify_signature
 
 SCHEME = "IDNODE-SIG"
@@ -75,10 +76,6 @@ class SigAuth:
     sig: bytes
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _unb64url(text: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -107,7 +104,7 @@ def sign_request(
     """The ``Authorization`` header value for a request."""
     nonce = nonce or new_nonce()
     sig = key.sign(string_to_sign(method, path, app, now, nonce, body))
-    return f'{SCHEME} app="{app}", ts="{now}", nonce="{nonce}", sig="{_b64url(sig)}"'
+    return f'{SCHEME} app="{app}", ts="{now}", nonce="{nonce}", sig="{b64url_encode(sig)}"'
 
 
 def parse_auth(header: str | None) -> SigAuth:

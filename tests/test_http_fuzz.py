@@ -43,8 +43,8 @@ from registry.model.identifiers import parse, prefix_handle
 from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
 from resolver.config import load
+from resolver.forward.base import HOPS_HEADER, VIA_HEADER
 from resolver.node import Node
-from sync.routing import HOPS_HEADER, VIA_HEADER
 from tests.conftest import ENT8, ENT8_ADMIN, ENT9, Server, identity, init_node
 from tests.procs import Served, serving
 

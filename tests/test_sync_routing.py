@@ -13,6 +13,8 @@ from registry.model.identifiers import parse
 from registry.model.site import site_to_bytes
 from registry.model.values import Value
 from resolver.config import Config, ConfigError, load
+from resolver.forward.base import parse_hops
+from resolver.forward.remote import Remote, candidate_prefixes, min_ttl, site_url
 from sync.protocol import (
     ProtocolError,
     check_batch,
@@ -21,7 +23,6 @@ from sync.protocol import (
     parse_auth,
     sign_request,
 )
-from sync.routing import Remote, candidate_prefixes, min_ttl, parse_hops, site_url
 from tests.conftest import free_port, init_node
 
 

@@ -42,6 +42,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from registry.errors import InvalidValue
+from registry.signing._b64 import b64url_encode as _b64url
+from registry.signing._b64 import uint_to_b64url as _b64url_uint
 
 RSA_PUB_KEY = "RSA_PUB_KEY"
 DSA_PUB_KEY = "DSA_PUB_KEY"
@@ -101,14 +103,6 @@ def _header(key_type: str) -> bytes:
 
 
 # --- JWK primitives --------------------------------------------------------------------------
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
 
 
 def _member(jwk: Mapping[str, Any], name: str, kty: str) -> bytes:

@@ -51,7 +51,8 @@ import binascii
 import ipaddress
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from registry.errors import InvalidValue
@@ -400,3 +401,41 @@ def site_to_bytes(obj: Mapping[str, Any]) -> bytes:
         *encoded_servers,
     ]
     return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """One way to reach a server: ``protocol`` ("UDP", "TCP", "HTTP" or "HTTPS"), ``port``,
+    and whether it answers queries and administration requests."""
+
+    protocol: str
+    port: int
+    query: bool = True
+    admin: bool = True
+
+
+def single_server_site(
+    address: str,
+    interfaces: Sequence[Interface],
+    attributes: Sequence[tuple[str, str]] = (),
+    public_key: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON form of a primary site with one server (id 1) at ``address``: what a node
+    publishes about itself (get-site-info, the top-level's HS_SITE of a prefix).
+    ``public_key``: the server's JWK (None: no ``publicKey`` member)."""
+    server: dict[str, Any] = {"serverId": 1, "address": address}
+    if public_key is not None:
+        server["publicKey"] = {"format": "key", "value": dict(public_key)}
+    server["interfaces"] = [
+        {"query": i.query, "admin": i.admin, "protocol": i.protocol, "port": i.port}
+        for i in interfaces
+    ]
+    return {
+        "version": 1,
+        "protocolVersion": "2.11",
+        "serialNumber": 1,
+        "primarySite": True,
+        "multiPrimary": False,
+        "attributes": [{"name": name, "value": value} for name, value in attributes],
+        "servers": [server],
+    }

@@ -54,11 +54,13 @@ class JwkError(ValueError):
 # --- JWKs ------------------------------------------------------------------------------------
 
 
-def _public_jwk(key: PublicKey) -> dict[str, Any]:
+def public_jwk_of(key: object) -> dict[str, Any]:
+    """The public JWK of a public key (Ed25519, P-256 or RSA), members only, as Handle.Net
+    writes them; :class:`JwkError` for any other kind of key."""
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
-    if isinstance(key, ec.EllipticCurvePublicKey):
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         nums = key.public_numbers()
         return {
             "kty": "EC",
@@ -66,8 +68,10 @@ def _public_jwk(key: PublicKey) -> dict[str, Any]:
             "x": b64url_encode(nums.x.to_bytes(_P256_BYTES, "big")),
             "y": b64url_encode(nums.y.to_bytes(_P256_BYTES, "big")),
         }
-    nums_rsa = key.public_numbers()
-    return {"kty": "RSA", "n": uint_to_b64url(nums_rsa.n), "e": uint_to_b64url(nums_rsa.e)}
+    if isinstance(key, rsa.RSAPublicKey):
+        nums_rsa = key.public_numbers()
+        return {"kty": "RSA", "n": uint_to_b64url(nums_rsa.n), "e": uint_to_b64url(nums_rsa.e)}
+    raise JwkError(f"unsupported public key ({type(key).__name__})")
 
 
 def _member(jwk: Mapping[str, Any], name: str) -> bytes:
@@ -125,7 +129,7 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 thumbprint (SHA-256, base64url) of a public JWK, from its canonical members
     so that two spellings of one key (e.g. a leading zero in ``n``) share a thumbprint."""
-    canonical = _public_jwk(public_key_from_jwk(jwk))
+    canonical = public_jwk_of(public_key_from_jwk(jwk))
     members = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)  # no whitespace, sorted
     return b64url_encode(hashlib.sha256(members).digest())
 
@@ -182,7 +186,7 @@ class SigningKey:
     def __init__(self, private: PrivateKey) -> None:
         self.alg = _alg_of(private)
         self._private = private
-        self._jwk = _public_jwk(private.public_key())
+        self._jwk = public_jwk_of(private.public_key())
         self.kid = jwk_thumbprint(self._jwk)
         self._sodium: bytes | None = None  # libsodium's form of an Ed25519 key
         if isinstance(private, ed25519.Ed25519PrivateKey):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
+from registry.errors import ServerError
 from registry.model.values import Value, type_key
 from registry.model.wire import decode_values, encode_values
 
@@ -23,6 +24,18 @@ R = TypeVar("R")
 MAX_LOOKUP_BYTES = 1024
 
 _type_key = lru_cache(maxsize=4096)(type_key)  # a bulk import folds the same few types
+
+
+class StoreClosed(ServerError):
+    """The store is not open (never opened, or closed)."""
+
+    default_message = "Store is closed"
+
+
+class StoreDamaged(Exception):
+    """The store's database is damaged, or is not a database of this backend at all. Not a
+    HandleError: no request caused it, and the operator must hear of it (logged, as every
+    server fault)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +48,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Put:
-    """Create or replace the record at ``key``."""
+    """Create or replace the record at ``key``, which must be the key of the record's handle
+    (else the transaction fails with ValueError)."""
 
     key: str
     record: Record
@@ -78,7 +92,7 @@ class PutEncoded:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
-    """Delete the record at ``key`` (it must exist: the mutation function checked)."""
+    """Delete the record at ``key`` (a key without a record is left as it is)."""
 
     key: str
 
@@ -149,13 +163,19 @@ Mutation = Callable[[Mapping[str, Record]], tuple[Sequence[Change], R]]
 
 
 class Store(Protocol):
-    """What the node needs from a registry store. All methods are safe to call concurrently."""
+    """What the node needs from a registry store. All methods are safe to call concurrently;
+    those that reach the data raise :class:`StoreClosed` on a store that is not open."""
 
     async def open(self) -> None:
         """Open connections and apply pending schema migrations."""
 
     async def close(self) -> None:
-        """Finish in-flight work and release every resource."""
+        """Finish in-flight work and release every resource. Idempotent; a closed store
+        is not opened again (make a new one)."""
+
+    async def schema_version(self) -> int:
+        """The version of the store's schema (its backend's own numbering): after
+        :meth:`open`, the newest this code knows."""
 
     async def get(self, key: str) -> Record | None:
         """The record at ``key``, or None."""
@@ -167,6 +187,9 @@ class Store(Protocol):
         """Read ``keys``, run ``mutation`` on them and apply its changes atomically and durably.
 
         When this returns, the changes are committed and survive a crash of the process.
+        When the mutation raises, or a change cannot be applied (a :class:`Put` under a
+        foreign key: ValueError; not a change: TypeError), nothing of it is applied and the
+        error is raised here; concurrent transactions are not affected.
         """
 
     async def list_handles(

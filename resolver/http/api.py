@@ -26,20 +26,21 @@ from registry.errors import (
 )
 from registry.model.identifiers import handle_key, parse
 from registry.model.jsonvalues import value_from_json, value_to_json
+from registry.model.site import Interface, single_server_site
 from registry.model.values import Value
 from resolver import __version__
 from resolver.core import Answer, Query
-from resolver.http import params
-from resolver.http.credentials import principal
-from resolver.http.keys import ECHO, NODE
-from resolver.http.respond import JSON_TYPE, cors, failure, json_response
-from sync.routing import (
+from resolver.forward.base import (
     HOPS_HEADER,
     VERIFIED_HEADER,
     VERIFY_ERROR_HEADER,
     VIA_HEADER,
     parse_hops,
 )
+from resolver.http import params
+from resolver.http.credentials import principal
+from resolver.http.keys import ECHO, NODE
+from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 
 API_HANDLES = "/api/handles/"
 
@@ -336,32 +337,15 @@ def site_info(request: web.Request) -> dict[str, Any]:
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     address = sock[0] if sock else config.http_host
     port = sock[1] if sock else config.http_port
-    return {
-        "version": 1,
-        "protocolVersion": "2.11",
-        "serialNumber": 1,
-        "primarySite": True,
-        "multiPrimary": False,
-        "attributes": [
-            {"name": "desc", "value": f"{config.name} (idnode secondary node)"},
-            {"name": "software", "value": f"idnode {__version__}"},
-            {"name": "prefixes", "value": ",".join(config.prefixes)},
+    return single_server_site(
+        address,
+        [Interface("HTTPS" if request.secure else "HTTP", port)],
+        [
+            ("desc", f"{config.name} (idnode secondary node)"),
+            ("software", f"idnode {__version__}"),
+            ("prefixes", ",".join(config.prefixes)),
         ],
-        "servers": [
-            {
-                "serverId": 1,
-                "address": address,
-                "interfaces": [
-                    {
-                        "query": True,
-                        "admin": True,
-                        "protocol": "HTTPS" if request.secure else "HTTP",
-                        "port": port,
-                    }
-                ],
-            }
-        ],
-    }
+    )
 
 
 async def get_site(request: web.Request) -> web.Response:

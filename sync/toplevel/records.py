@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from registry.model.identifiers import prefix_handle
 from registry.model.pubkey import pubkey_from_jwk
-from registry.model.site import site_to_bytes
+from registry.model.site import Interface, single_server_site, site_to_bytes
 from registry.model.values import HS_PUBKEY, HS_SITE, Value
 from registry.signing.claims import HS_CERT, Signer, issue_cert
 from registry.signing.keys import SigningKey
@@ -87,30 +87,13 @@ def issue_node_cert(
 def site_json(site: Site, jwk: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The HS_SITE value's JSON form (see :mod:`registry.model.site`)."""
     http_protocol = "HTTPS" if urlsplit(site.http).scheme == "https" else "HTTP"
-    interfaces = [{"query": True, "admin": True, "protocol": http_protocol, "port": site.http_port}]
+    interfaces = [Interface(http_protocol, site.http_port)]
     if site.tcp_port is not None:
-        interfaces.append({"query": True, "admin": True, "protocol": "TCP", "port": site.tcp_port})
+        interfaces.append(Interface("TCP", site.tcp_port))
     if site.udp_port is not None:
-        interfaces.append({"query": True, "admin": False, "protocol": "UDP", "port": site.udp_port})
-    attributes = [{"name": "http", "value": site.http}]
-    if name:
-        attributes.append({"name": "desc", "value": name})
-    return {
-        "version": 1,
-        "protocolVersion": "2.11",
-        "serialNumber": 1,
-        "primarySite": True,
-        "multiPrimary": False,
-        "attributes": attributes,
-        "servers": [
-            {
-                "serverId": 1,
-                "address": site.address,
-                "publicKey": {"format": "key", "value": dict(jwk)},
-                "interfaces": interfaces,
-            }
-        ],
-    }
+        interfaces.append(Interface("UDP", site.udp_port, admin=False))
+    attributes = [("http", site.http)] + ([("desc", name)] if name else [])
+    return single_server_site(site.address, interfaces, attributes, public_key=jwk)
 
 
 def root_values(root_jwk: Mapping[str, Any], root_cert: str, ttl: int, stamp: int) -> list[Value]:

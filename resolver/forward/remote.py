@@ -1,5 +1,5 @@
-"""Cross-node resolution: find the node responsible for a foreign prefix through the
-top-level node's prefix records, then forward the query (recursion) or refer the client.
+"""The forwarder: find the node responsible for a foreign prefix through the top-level
+node's prefix records, then forward the query (recursion) or refer the client.
 
 - ``home(prefix)`` looks up ``0.NA/<prefix>`` at the top-level, then its parents
   (``88.118.8`` → ``88.118`` → ``88``), and reads the responsible node's base URL from the
@@ -15,10 +15,8 @@ top-level node's prefix records, then forward the query (recursion) or refer the
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from registry.errors import (
@@ -34,57 +32,17 @@ from registry.model.identifiers import NA_PREFIX, Identifier, parse, served_pref
 from registry.model.site import PROTOCOL_NAMES, site_from_bytes
 from registry.model.values import Value, type_key
 from registry.signing.verify import verify_record
-from sync.handleclient import FetchError, fetch_values, get_json, values_of
+from resolver.forward.base import HOPS_HEADER, VIA_HEADER, Fetched, Home
+from resolver.forward.peer import FetchError, fetch_values, get_json, values_of
+from resolver.forward.ttl import TtlCache
 
 if TYPE_CHECKING:
     import aiohttp
 
-HOPS_HEADER = "X-Idnode-Hops"
-VIA_HEADER = "X-Idnode-Via"
-VERIFIED_HEADER = "X-Idnode-Verified"  # on answers from other nodes: "true" or "false"
-VERIFY_ERROR_HEADER = "X-Idnode-Verify-Error"
 TOPLEVEL_PREFIX = "0.0"  # handles the top-level serves itself (its root: 0.0/0.0)
 NEGATIVE_TTL = 60.0
 CERT_TTL = 300.0  # certificates and keys fetched while verifying
 MIN_TTL = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Home:
-    """The node responsible for a prefix, per the top-level's record ``0.NA/<prefix>``."""
-
-    prefix: str
-    url: str
-    site: tuple[Value, ...]  # the record's HS_SITE values: what a referral hands out
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    values: tuple[Value, ...]
-    verified: bool
-    reason: str | None
-
-
-class _Ttl:
-    """A bounded map whose entries expire."""
-
-    def __init__(self, entries: int, clock: Callable[[], float]) -> None:
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._entries = entries
-        self._clock = clock
-
-    def get(self, key: str) -> tuple[bool, Any]:
-        hit = self._data.get(key)
-        if hit is None or hit[0] <= self._clock():
-            return False, None
-        self._data.move_to_end(key)
-        return True, hit[1]
-
-    def put(self, key: str, value: Any, ttl: float) -> None:
-        self._data[key] = (self._clock() + ttl, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._entries:
-            self._data.popitem(last=False)
 
 
 def candidate_prefixes(prefix: str) -> list[str]:
@@ -123,7 +81,8 @@ def min_ttl(values: Sequence[Value], cap: float) -> float:
 
 
 class Remote:
-    """Resolves handles of prefixes this node is not home for."""
+    """A :class:`resolver.forward.base.Forwarder` over HTTP: resolves handles of prefixes
+    this node is not home for, through ``toplevel``'s routing records."""
 
     def __init__(
         self,
@@ -147,9 +106,9 @@ class Remote:
         self.max_hops = max_hops
         self.max_ttl = max_ttl
         self._wall = wall
-        self._homes = _Ttl(entries, clock)
-        self._answers = _Ttl(entries, clock)
-        self._certs = _Ttl(1000, clock)
+        self._homes = TtlCache(entries, clock)
+        self._answers = TtlCache(entries, clock)
+        self._certs = TtlCache(1000, clock)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -282,11 +241,3 @@ def _unanswered() -> Iterator[None]:
         yield
     except FetchError as exc:
         raise ServerError(str(exc), http=502) from None
-
-
-def parse_hops(headers: Mapping[str, str]) -> tuple[int, tuple[str, ...]]:
-    """The hop count and the ids of nodes already on the path, from a forwarded request."""
-    raw = headers.get(HOPS_HEADER, "0")
-    hops = int(raw) if raw.isdigit() and len(raw) < 4 else 0
-    via = tuple(v for v in headers.get(VIA_HEADER, "").split(",") if v)[:32]
-    return hops, via

@@ -1,5 +1,5 @@
 """Reading records from a Handle HTTP JSON API (another node, the top-level): the one
-client both cross-node resolution and ``idnode verify --server`` use."""
+client both forwarding and ``idnode verify --server`` use."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ async def get_json(
 
 
 def values_of(body: Mapping[str, Any], handle: str) -> tuple[Value, ...]:
+    """The values of a JSON answer ``body`` for ``handle``."""
     try:
         return tuple(value_from_json(v, keep_timestamp=True) for v in body.get("values", []))
     except HandleError as exc:

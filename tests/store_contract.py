@@ -1,0 +1,87 @@
+"""The store backends the contract suite (tests/test_store_contract.py) runs against, and the
+helpers its tests share with the backend-specific ones.
+
+A backend is a name, a way to get a fresh, empty store location for one test (what the
+node's configuration would name: a path, a URL) and the schema version its migrations end
+at. Adding a backend (PostgreSQL next) is one more entry in :data:`BACKENDS`; the suite
+reaches stores only through :func:`registry.store.factory.make_store` and the public
+:class:`registry.store.base.Store` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from registry.model.identifiers import handle_key
+from registry.model.values import Value
+from registry.store import migrations
+from registry.store.base import Change, Delete, Put, Record, Store
+
+T = TypeVar("T")
+
+# A safety net so a broken store fails the test instead of hanging it; never used to order
+# events.
+TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    # A fresh store location for one test, inside the test's temporary directory; the
+    # context ends after the test (a database server's backend drops what it made).
+    location: Callable[[Path], contextlib.AbstractContextManager[str]]
+    schema_version: int  # where the backend's migrations end
+
+
+def _sqlite_location(tmp_path: Path) -> contextlib.AbstractContextManager[str]:
+    return contextlib.nullcontext(f"sqlite:{tmp_path / 'registry.sqlite3'}")
+
+
+BACKENDS = (Backend("sqlite", _sqlite_location, migrations.SCHEMA_VERSION),)
+
+
+def url(index: int, text: str, vtype: str = "URL") -> Value:
+    return Value(index=index, type=vtype, data=text.encode("utf-8"))
+
+
+def record(handle: str, *values: Value) -> Record:
+    return Record(handle, tuple(values))
+
+
+async def put(store: Store, *records: Record) -> None:
+    def mutation(_: Mapping[str, Record]) -> tuple[Sequence[Change], None]:
+        return [Put(handle_key(r.handle), r) for r in records], None
+
+    await store.transact([handle_key(r.handle) for r in records], mutation)
+
+
+async def delete(store: Store, *handles: str) -> None:
+    def mutation(_: Mapping[str, Record]) -> tuple[Sequence[Change], None]:
+        return [Delete(handle_key(h)) for h in handles], None
+
+    await store.transact([handle_key(h) for h in handles], mutation)
+
+
+async def started(coros: Sequence[Coroutine[Any, Any, T]]) -> list[asyncio.Task[T]]:
+    """A task per coroutine, returned once every one has run its first step: the last to
+    start sets an event. The store's calls queue their work in that first step (before
+    they first suspend), so on return every call has reached the store."""
+    assert coros
+    left = len(coros)
+    all_started = asyncio.Event()
+
+    async def run(coro: Coroutine[Any, Any, T]) -> T:
+        nonlocal left
+        left -= 1
+        if not left:
+            all_started.set()
+        return await coro
+
+    tasks = [asyncio.create_task(run(c)) for c in coros]
+    await all_started.wait()
+    return tasks
