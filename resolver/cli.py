@@ -23,7 +23,7 @@ from registry.errors import HandleError
 from registry.model.identifiers import check_prefix, parse, prefix_handle
 from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
-from resolver import __version__, keycmds
+from resolver import __version__, keycmds, statuscmd
 from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int
 from resolver.config import Config, ConfigError, load, write_initial
 from resolver.dns.command import add_parser as add_dns_name_parser
@@ -102,9 +102,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         redis_url=args.redis,
+        log_format=args.log_format,
+        access_log=True if args.access_log else None,
     )
     require_keys(config)  # here too: refused once, before any worker starts
-    run(config, reuse_port=args.reuse_port, access_log=args.access_log)
+    run(config, reuse_port=args.reuse_port)
     return 0
 
 
@@ -338,7 +340,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
-    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log a line per request (or a sample of them: access_log_sample in the config)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text (default) or json: one JSON object per line",
+    )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_serve)
 
@@ -446,6 +457,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_demo)
 
     keycmds.add_parsers(sub, _data_arg)
+    statuscmd.add_parser(sub, _data_arg)  # `idnode status`: a serving node's readiness
     add_dns_name_parser(sub)  # `idnode dns-name`: handle <-> DNS name (resolver/dns/)
     sync_cli.add_parsers(sub, _data_arg)  # `idnode sync`: register, status (sync/)
     toplevel_cli.add_parsers(sub)  # `idnode toplevel`: the mock top-level node (sync/)

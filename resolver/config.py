@@ -21,6 +21,7 @@ PLAIN_CREDENTIALS = ("loopback", "never", "any")
 SCRIPT_SCHEMES = ("javascript", "data", "vbscript")
 SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 SIGNING_ALGS = ("EdDSA", "ES256", "RS256")
 
 
@@ -45,6 +46,11 @@ class Config:
     max_connections: int = 0  # open connections per worker (0: from the file limit)
     redirect_schemes: tuple[str, ...] = ("http", "https")  # URL schemes the proxy redirects to
     log_level: str = "info"
+    log_format: str = "text"  # "json": one JSON object per line
+    access_log: bool = False  # a line per request answered (see access_log_sample)
+    access_log_sample: float = 1.0  # the fraction of requests the access log shows
+    ready_timeout: float = 1.0  # seconds each readiness check may take
+    ready_max_backlog: int = 1000  # outbox items not yet delivered that still count as ready
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
     cache_entries: int = 100_000  # in-process tier bound, entries (0 turns it off)
@@ -105,13 +111,18 @@ def _coerce(name: str, raw: Any) -> Any:
             return tuple(p.strip() for p in items if p.strip())
         if name == "redirect_schemes":
             return _schemes(raw)
-        if name == "recursion":
+        if name in ("recursion", "access_log"):
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
             if text not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
-                raise ConfigError("recursion must be true or false")
+                raise ConfigError(f"{name} must be true or false")
             return text in ("true", "on", "yes", "1")
+        if name == "access_log_sample":
+            fraction = float(raw)
+            if not 0 < fraction <= 1:
+                raise ConfigError("access_log_sample must be more than 0 and at most 1")
+            return fraction
         if name == "public_url":
             text = str(raw).strip()
             if text and not text.startswith(("http://", "https://")):
@@ -122,7 +133,7 @@ def _coerce(name: str, raw: Any) -> Any:
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1")
             return value
-        if name in ("cache_entries", "cache_bytes", "max_connections"):
+        if name in ("cache_entries", "cache_bytes", "max_connections", "ready_max_backlog"):
             value = int(raw)
             if value < 0:
                 raise ConfigError(f"{name} must not be negative")
@@ -139,6 +150,7 @@ def _coerce(name: str, raw: Any) -> Any:
             "header_timeout",
             "body_timeout",
             "keepalive_timeout",
+            "ready_timeout",
         ):
             number = float(raw)
             if not number > 0:
@@ -163,6 +175,10 @@ def _coerce(name: str, raw: Any) -> Any:
             split_hostport(str(raw))
         if name == "log_level" and str(raw).lower() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if name == "log_format" and str(raw).lower() not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+        if name == "log_format":
+            return str(raw).lower()
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name}: {raw!r} ({exc})") from None

@@ -26,6 +26,8 @@ from registry.store.factory import StoreConfigError, open_store
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
 from resolver.forward.link import Forwarding
+from resolver.metrics import Telemetry
+from resolver.timedstore import TimedStore
 
 # Figures for /metrics from parts of the process the node does not know of (the sync agent
 # adds its link to the top-level): lines in the Prometheus text format.
@@ -44,6 +46,7 @@ class Node:
     keyring: Keyring
     forwarding: Forwarding
     metrics: list[MetricsSource] = field(default_factory=list)
+    telemetry: Telemetry = field(default_factory=Telemetry)  # requests and store latency
 
     @classmethod
     async def open(cls, config: Config, *, create_keys: bool = False) -> Node:
@@ -69,6 +72,8 @@ class Node:
             raise ConfigError(f"store: {exc}") from None
         except StoreDamaged as exc:  # what to do is the operator's call: say what is wrong
             raise ConfigError(str(exc)) from None
+        telemetry = Telemetry()
+        store = TimedStore(store, telemetry.store)  # whatever the backend: timed alike
         gens = GenerationTable.open(config.data_dir)
         cache = RecordCache(
             store,
@@ -107,6 +112,7 @@ class Node:
             cache,
             keyring,
             Forwarding(resolver, config),
+            telemetry=telemetry,
         )
         try:
             await node.ensure_keys_published()

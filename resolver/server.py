@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import os
 import signal
 import ssl
@@ -14,11 +13,10 @@ import sys
 
 from aiohttp import web
 
+from resolver import logs
 from resolver.config import Config
 from resolver.http.app import make_app
 from resolver.http.protocol import make_runner
-
-log = logging.getLogger("idnode")
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -29,13 +27,9 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
-async def serve_async(
-    config: Config, *, reuse_port: bool = False, access_log: bool = False
-) -> None:
+async def serve_async(config: Config, *, reuse_port: bool = False) -> None:
     app = make_app(config)
-    runner = make_runner(
-        app, config, access_log=log if access_log else None, handler_cancellation=True
-    )
+    runner = make_runner(app, config, handler_cancellation=True)
     await runner.setup()
     settle_heap()
     ctx = ssl_context(config)
@@ -96,16 +90,13 @@ def announce(line: str) -> None:
     os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
 
-def run(config: Config, *, reuse_port: bool = False, access_log: bool = False) -> None:
+def run(config: Config, *, reuse_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; several workers when ``config.workers`` > 1."""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-    )
+    logs.configure(config)
     if config.workers > 1 and not reuse_port:
-        run_workers(config, access_log)
+        run_workers(config)
         return
-    main = serve_async(config, reuse_port=reuse_port, access_log=access_log)
+    main = serve_async(config, reuse_port=reuse_port)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
@@ -114,7 +105,7 @@ def run(config: Config, *, reuse_port: bool = False, access_log: bool = False) -
         uvloop.run(main)
 
 
-def run_workers(config: Config, access_log: bool) -> None:
+def run_workers(config: Config) -> None:
     if config.http_port == 0:
         raise SystemExit("--workers > 1 needs a fixed port (the workers share it)")
     cmd = [
@@ -135,7 +126,8 @@ def run_workers(config: Config, access_log: bool) -> None:
         cmd += ["--redis", config.redis_url]
     if config.tls_cert and config.tls_key:
         cmd += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
-    if access_log:
+    cmd += ["--log-format", config.log_format]
+    if config.access_log:
         cmd.append("--access-log")
     procs = [subprocess.Popen(cmd) for _ in range(config.workers)]
 

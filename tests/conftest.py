@@ -196,7 +196,7 @@ async def in_process(data: Path, **settings: Any) -> AsyncIterator[int]:
     config = dataclasses.replace(load(data, env={}), **settings)
     node = await Node.open(config)
     app = make_app(config, node)
-    runner = make_runner(app, config, access_log=None, handler_cancellation=True)
+    runner = make_runner(app, config, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     try:

@@ -142,6 +142,24 @@ class RedisTier:
         self.breaker.success()
         return blob
 
+    async def ping(self) -> str:
+        """The tier's state for a readiness check: ``up``, ``down`` (the PING failed, which
+        counts against the breaker as any failure does) or ``circuit open`` (the breaker
+        allows no call yet; once it allows a probe, this PING may be the one)."""
+        if not self.breaker.allow():
+            return "circuit open"
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self.resp is not None:
+                    await self.resp.command(b"PING")
+                else:
+                    await self.client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return "down"
+        self.breaker.success()
+        return "up"
+
     def fill(self, key: str, blob: bytes, ttl: float) -> None:
         """Store ``blob`` in the background (the resolution does not wait for Redis)."""
         if len(self._fills) >= MAX_FILLS_IN_FLIGHT or self.breaker.is_open:

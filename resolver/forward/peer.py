@@ -12,6 +12,7 @@ import orjson
 from registry.errors import RC_HANDLE_NOT_FOUND, RC_VALUES_NOT_FOUND, HandleError
 from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
+from resolver.requestid import REQUEST_ID, REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
     import aiohttp
@@ -29,12 +30,17 @@ async def get_json(
     handle: str,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """``GET base/api/handles/handle``: the HTTP status and the JSON object answered."""
+    """``GET base/api/handles/handle``: the HTTP status and the JSON object answered. The
+    query carries the id of the request it is made for, if any, so that the other node's
+    logs show it too."""
     # Imported here: importing aiohttp's client loads the system's CA certificates (~0.1 s),
     # which CLI commands that never fetch (get, put, import, ...) should not pay.
     import aiohttp
 
     url = f"{base}/api/handles/{quote(handle, safe='/:')}"
+    rid = REQUEST_ID.get()
+    if rid is not None:
+        headers = {**(headers or {}), REQUEST_ID_HEADER: rid}
     try:
         async with session.get(
             url, headers=headers, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from resolver.config import Config
-from resolver.http import api, metrics, proxy
+from resolver.http import api, health, metrics, proxy
 from resolver.http.keys import NODE
+from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
 from resolver.node import Node
 from sync.agent import SyncAgent
@@ -40,6 +41,23 @@ async def no_route(request: web.Request) -> web.StreamResponse:
 # Path variables matching any character, line breaks too ('.' does not): a path with an
 # encoded CR or LF (``%0A``) is still the handlers' to answer, not the router's plain 404.
 HANDLE, SOME_HANDLE, TAIL = r"{handle:[\s\S]*}", r"{handle:[\s\S]+}", r"{tail:[\s\S]*}"
+
+
+# What /metrics counts each route's requests as (resolution counts itself: api.get_handle).
+OPERATIONS: dict[Handler, str] = {
+    api.put_handle: "write",
+    api.delete_handle: "delete",
+    api.list_handles: "list",
+    api.list_prefixes: "prefixes",
+    api.get_site: "site",
+    api.reverse_lookup: "reverse_lookup",
+    metrics.metrics: "metrics",
+    health.healthz: "health",
+    health.readyz: "health",
+    proxy.proxy: "proxy",
+    proxy.landing: "page",
+    proxy.resolve_form: "page",
+}
 
 
 def make_app(config: Config, node: Node | None = None) -> web.Application:
@@ -66,8 +84,11 @@ def make_app(config: Config, node: Node | None = None) -> web.Application:
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:
         """``inline``: the handler is its own error boundary (see api.get_handle)."""
         resource = r.add_resource(path)
+        served = handler if inline else guard(handler, OPERATIONS.get(handler, "other"))
+        if config.access_log:  # then every request gets an id, to find its line by
+            served = with_request_id(served)
         for method in methods:
-            resource.add_route(method, handler if inline else guard(handler))
+            resource.add_route(method, served)
 
     read = ("GET", "HEAD", "POST")
     # Resolution first: the router tries the resources of one path prefix in this order.
@@ -80,6 +101,8 @@ def make_app(config: Config, node: Node | None = None) -> web.Application:
     route(read, "/api/site", api.get_site)
     route(("GET", "HEAD"), "/api/prefixes", api.list_prefixes)
     route(("GET", "HEAD"), "/metrics", metrics.metrics)
+    route(("GET", "HEAD"), "/healthz", health.healthz)
+    route(("GET", "HEAD"), "/readyz", health.readyz)
     route(("GET", "HEAD"), "/hrls/handles", api.reverse_lookup)
     route(("GET", "HEAD"), "/hrls/handles/", api.reverse_lookup)
     route(("*",), "/api" + TAIL, api.unknown_api)

@@ -21,6 +21,7 @@ from aiohttp.web_request import BaseRequest
 from registry.errors import HandleError, ProtocolError, ServerBusy, ServerError
 from resolver.config import Config
 from resolver.http.limits import LimitedProtocol, LimitedRunner, Limits, busy_answer, connection_cap
+from resolver.http.observe import ACCESS, access_log_class
 from resolver.http.respond import JSON_TYPE, error_response
 
 log = logging.getLogger("idnode.http")
@@ -88,5 +89,11 @@ def limits_of(config: Config) -> Limits:
 
 
 def make_runner(app: web.Application, config: Config, **kwargs: Any) -> web.AppRunner:
-    """The runner that serves ``app`` with ``config``'s limits (``kwargs``: aiohttp's)."""
+    """The runner that serves ``app`` with ``config``'s limits and access log (``kwargs``:
+    aiohttp's)."""
+    if config.access_log:
+        kwargs.setdefault("access_log", ACCESS)
+        kwargs.setdefault("access_log_class", access_log_class(config.access_log_sample))
+    else:
+        kwargs.setdefault("access_log", None)  # aiohttp's default would log every request
     return LimitedRunner(app, limits=limits_of(config), protocol=NodeProtocol, **kwargs)

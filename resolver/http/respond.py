@@ -1,5 +1,5 @@
 """JSON answers, CORS headers, and the error boundary: the one place HandleErrors become HTTP
-responses."""
+responses, and where every request but a resolution is counted and timed for ``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
 from registry.errors import (
+    RC_SUCCESS,
     AuthenticationFailed,
     AuthenticationNeeded,
     HandleError,
@@ -22,7 +24,8 @@ from registry.errors import (
     Throttled,
     UnsupportedAuthScheme,
 )
-from resolver.http.keys import ECHO
+from resolver.http.keys import ECHO, NODE
+from resolver.http.observe import adopt_incoming, echo_request_id, response_code
 
 log = logging.getLogger("idnode.http")
 
@@ -35,8 +38,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def cors(request: web.Request, response: R) -> R:
-    """``response`` with the CORS headers a request with an ``Origin`` gets (before it is
-    prepared: a handler streaming its answer calls this before ``prepare``)."""
+    """``response`` with the CORS headers a request with an ``Origin`` gets, and the
+    request's id if it has one (before it is prepared: a handler streaming its answer calls
+    this before ``prepare``)."""
+    echo_request_id(response)
     origin = request.headers.get("Origin")
     if origin and not response.prepared:
         headers = response.headers
@@ -114,23 +119,32 @@ def failure(request: web.Request, exc: Exception) -> web.StreamResponse:
     return cors(request, error_response(ServerError(), request.get(ECHO)))
 
 
-def guard(handler: Handler) -> Handler:
+def guard(handler: Handler, op: str = "other") -> Handler:
     """``handler`` inside the error boundary: unknown methods → 501, ``OPTIONS`` → the
-    methods allowed, exceptions → :func:`failure`, CORS headers on every answer it returns
-    (a handler that prepares a streamed answer itself calls :func:`cors` first)."""
+    methods allowed, exceptions → :func:`failure`, CORS headers and the request id on every
+    answer it returns (a handler that prepares a streamed answer itself calls :func:`cors`
+    first). Each request is counted and timed under operation ``op``."""
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
-        method = request.method
-        if method not in KNOWN_METHODS:
-            error = ProtocolError(f"Unknown method {method}", http=501)
-            return cors(request, error_response(error, None))
-        if method == "OPTIONS":
-            return cors(request, web.Response(headers={"Allow": ALLOW}))
+        start = perf_counter()
+        code = RC_SUCCESS
         try:
-            response = await handler(request)
-        except Exception as exc:
-            return failure(request, exc)
-        return cors(request, response)
+            adopt_incoming(request)
+            method = request.method
+            if method not in KNOWN_METHODS:
+                error = ProtocolError(f"Unknown method {method}", http=501)
+                code = error.response_code
+                return cors(request, error_response(error, None))
+            if method == "OPTIONS":
+                return cors(request, web.Response(headers={"Allow": ALLOW}))
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                code = response_code(exc)
+                return failure(request, exc)
+            return cors(request, response)
+        finally:
+            request.app[NODE].telemetry.http.observe(op, code, perf_counter() - start)
 
     return guarded

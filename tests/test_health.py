@@ -1,0 +1,234 @@
+"""``/healthz``, ``/readyz`` and ``idnode status`` against real servers: readiness follows the
+store, the keys, Redis and the sync backlog away and back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from registry.bootstrap import prefix_values
+from registry.model.jsonvalues import value_to_json
+from resolver.config import STORE_FILE, load
+from resolver.http.app import make_app
+from resolver.http.protocol import make_runner
+from resolver.node import Node
+from tests.conftest import JSON, NODE_ADMIN, free_port, init_node
+from tests.procs import cli, serving
+from tests.redisproc import redis_server
+
+DEADLINE = 30.0  # seconds for readiness to follow a change
+POLL = 0.05
+
+
+@dataclass
+class Running:
+    url: str
+    node: Node
+    session: aiohttp.ClientSession
+
+    async def ready(self) -> tuple[int, dict[str, Any]]:
+        async with self.session.get(f"{self.url}/readyz") as r:
+            assert r.headers["Content-Type"].startswith("application/json")
+            assert r.headers["Cache-Control"] == "no-store"
+            return r.status, await r.json()
+
+    async def until(
+        self, status: int, what: str, also: Callable[[dict[str, Any]], bool] = lambda _: True
+    ) -> dict[str, Any]:
+        """Poll /readyz until it answers ``status`` (and ``also`` holds of the body)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while True:
+            got, body = await self.ready()
+            if got == status and also(body):
+                return body
+            assert loop.time() < deadline, f"{what}: still {got} {body} after {DEADLINE} s"
+            await asyncio.sleep(POLL)
+
+
+@contextlib.asynccontextmanager
+async def running(data: Path, init: bool = True, **settings: Any) -> AsyncIterator[Running]:
+    """The node in ``data`` (made first, if ``init``) served in-process on port 0 as
+    ``idnode serve`` serves it, ``settings`` over its configuration; the test holds the node
+    to act on its store."""
+    if init:
+        await init_node(data)
+    config = dataclasses.replace(load(data, env={}), **settings)
+    node = await Node.open(config)
+    runner = make_runner(make_app(config, node), config, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    try:
+        await site.start()
+        async with aiohttp.ClientSession() as session:
+            yield Running(f"http://127.0.0.1:{site.port}", node, session)
+    finally:
+        await runner.cleanup()
+        await node.close()
+
+
+def checks(body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = body["checks"]
+    return result
+
+
+# Another process holding the SQLite write and read-mark locks of the WAL index (bytes
+# 120-127 of the -shm file): as a stuck backup tool or sqlite3 shell would, it leaves the
+# store's readers unable to start a read until it lets go.
+LOCKER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 8, 120)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+@contextlib.asynccontextmanager
+async def store_locked(data: Path) -> AsyncIterator[None]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LOCKER,
+        str(data / f"{STORE_FILE}-shm"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), DEADLINE) == b"locked\n"
+        yield
+    finally:
+        proc.stdin.close()  # the locker exits, and its locks go with it
+        await asyncio.wait_for(proc.wait(), DEADLINE)
+
+
+# ------------------------------------------------------------------ healthz, readyz
+
+
+async def test_healthz_and_readyz_of_a_ready_node(tmp_path: Path) -> None:
+    async with running(tmp_path / "node") as n:
+        async with n.session.get(f"{n.url}/healthz") as r:
+            assert r.status == 200
+            health = await r.json()
+        assert health["status"] == "ok" and health["version"]
+        assert health["uptime_seconds"] >= 0
+        status, body = await n.ready()
+        assert status == 200, body
+        assert body["status"] == "ready"
+        # No Redis configured: no Redis check.
+        assert set(checks(body)) == {"store", "keys", "sync_backlog"}
+        assert all(c["ok"] is True for c in checks(body).values()), body
+        assert checks(body)["store"]["seconds"] >= 0
+        assert checks(body)["sync_backlog"]["max"] == 1000
+
+
+async def test_readiness_follows_the_store_away_and_back(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    async with running(data, ready_timeout=0.3) as n:
+        await n.until(200, "ready at first")
+        async with store_locked(data):
+            body = await n.until(503, "the store locked by another process")
+            store = checks(body)["store"]
+            assert store["ok"] is False
+            assert store["error"] == "no answer within 0.3 s", store
+            assert checks(body)["keys"]["ok"] is True  # only what failed is reported failed
+            async with n.session.get(f"{n.url}/healthz") as r:
+                assert r.status == 200  # the process itself is alive
+        await n.until(200, "ready once the lock is gone")
+
+        await n.node.store.close()  # gone for good (a closed store is never reopened)
+        body = await n.until(503, "the store closed")
+        assert checks(body)["store"] == {"ok": False, "error": "StoreClosed: Store is closed"}
+
+
+async def test_readiness_follows_redis_away_and_back(tmp_path: Path) -> None:
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        running(tmp_path / "node", redis_url=redis.url) as n,
+    ):
+        body = await n.until(200, "ready with Redis up")
+        assert checks(body)["redis"] == {"ok": True, "state": "up"}
+        await redis.kill()
+        body = await n.until(503, "Redis killed")
+        assert checks(body)["redis"]["ok"] is False
+        assert checks(body)["redis"]["state"] in ("down", "circuit open"), body
+        assert checks(body)["store"]["ok"] is True
+        await redis.start()  # same port: the node's client reconnects
+        body = await n.until(200, "Redis back")
+        assert checks(body)["redis"] == {"ok": True, "state": "up"}
+
+
+async def test_readiness_follows_the_signing_keys(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    async with running(data) as n:
+        await n.until(200, "ready")
+        (data / "keys").rename(tmp_path / "keys.aside")
+        body = await n.until(503, "keys moved away")
+        keys = checks(body)["keys"]
+        assert keys["ok"] is False and str(data / "keys") in keys["error"], keys
+        (tmp_path / "keys.aside").rename(data / "keys")
+        await n.until(200, "keys back")
+
+
+async def test_readiness_follows_the_sync_backlog(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    async with running(data) as n:
+        pending = checks((await n.ready())[1])["sync_backlog"]["pending"]
+    # The node is not registered with a top-level: what a write reports stays in the outbox.
+    async with running(data, init=False, ready_max_backlog=pending) as n:
+        status, body = await n.ready()
+        assert status == 200 and checks(body)["sync_backlog"]["max"] == pending, body
+        values = [value_to_json(v) for v in prefix_values("88.118.7", "ent7-secret")]
+        async with n.session.put(  # a new enterprise prefix: reported to the top-level
+            f"{n.url}/api/handles/0.NA/88.118.7",
+            json={"values": values},
+            headers={**NODE_ADMIN, **JSON},
+        ) as r:
+            assert r.status == 201, await r.text()
+        status, body = await n.ready()
+        assert status == 503, body
+        assert checks(body)["sync_backlog"] == {"ok": False, "pending": pending + 1, "max": pending}
+
+
+# ------------------------------------------------------------------ idnode status
+
+
+async def test_idnode_status(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    await init_node(data)
+    async with serving(data) as served:
+        ok = await asyncio.to_thread(cli, "status", "--server", served.url)
+        assert ok.returncode == 0, ok.stderr
+        lines = ok.stdout.splitlines()
+        assert lines[0] == f"{served.url}: ready"
+        assert any(line.split()[:2] == ["store", "ok"] for line in lines), ok.stdout
+        assert any(line.split()[:2] == ["keys", "ok"] for line in lines), ok.stdout
+
+        as_json = await asyncio.to_thread(cli, "status", "--server", served.url, "--json")
+        assert as_json.returncode == 0 and '"status": "ready"' in as_json.stdout
+
+        (data / "secrets.key").rename(tmp_path / "secrets.key")
+        try:
+            bad = await asyncio.to_thread(cli, "status", "--server", served.url)
+        finally:
+            (tmp_path / "secrets.key").rename(data / "secrets.key")
+        assert bad.returncode == 1, (bad.stdout, bad.stderr)
+        assert bad.stdout.splitlines()[0] == f"{served.url}: NOT READY"
+        keys = next(line for line in bad.stdout.splitlines() if line.split()[0] == "keys")
+        assert keys.split()[1] == "FAIL" and "secrets.key" in keys, bad.stdout
+
+    nobody = f"http://127.0.0.1:{free_port()}"
+    gone = await asyncio.to_thread(cli, "status", "--server", nobody)
+    assert gone.returncode == 2 and gone.stderr.startswith(f"idnode: {nobody}/readyz: no answer")
+    not_url = await asyncio.to_thread(cli, "status", "--server", "127.0.0.1:8000")
+    assert not_url.returncode == 2 and "http://" in not_url.stderr

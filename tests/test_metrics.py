@@ -1,0 +1,202 @@
+"""``/metrics`` after real traffic: every kind of request counted under its transport,
+operation and responseCode, histograms well formed, store latency and cache ratios there, in
+the Prometheus text format."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from resolver import __version__
+from resolver.metrics import LATENCY_BUCKETS, Histogram
+from tests.conftest import ENT8, ENT8_ADMIN, JSON, basic
+from tests.test_health import Running, running
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+SAMPLE = re.compile(rf"^({NAME})(?:\{{(.*)\}})? (\S+)$")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Exposition:
+    types: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, dict[Labels, float]] = field(default_factory=lambda: defaultdict(dict))
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples[name][tuple(sorted(labels.items()))]
+
+    def series(self, name: str) -> dict[Labels, float]:
+        return self.samples.get(name, {})
+
+
+def family_of(name: str, types: dict[str, str]) -> str:
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = name.removesuffix(suffix)
+        if base != name and types.get(base) == "histogram":
+            return base
+    return name
+
+
+def parse(text: str) -> Exposition:
+    """The text format, checked as Prometheus would read it."""
+    out = Exposition()
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert name not in out.types, f"{name} typed twice"
+            out.types[name] = kind
+            continue
+        if line.startswith("#"):
+            assert line.startswith("# HELP "), line
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample: {line!r}"
+        name, raw, value = m.groups()
+        labels: list[tuple[str, str]] = []
+        rest = raw or ""
+        while rest:
+            lm = LABEL.match(rest)
+            assert lm, f"bad labels in {line!r}"
+            labels.append((lm.group(1), lm.group(2)))
+            rest = rest[lm.end() :]
+        family = family_of(name, out.types)
+        assert family in out.types or name.startswith("idnode_sync_stats_"), f"untyped {name}"
+        key = tuple(sorted(labels))
+        assert key not in out.samples[name], f"duplicate sample {line!r}"
+        out.samples[name][key] = float(value)
+    return out
+
+
+def check_histograms(exp: Exposition) -> None:
+    """Every histogram series: buckets in order, cumulative, +Inf last and equal to _count."""
+    for name, kind in exp.types.items():
+        if kind != "histogram":
+            continue
+        assert name.endswith("_seconds"), name  # base unit in the name
+        buckets: dict[Labels, list[tuple[float, float]]] = defaultdict(list)
+        for labels, n in exp.series(f"{name}_bucket").items():
+            le = dict(labels)["le"]
+            rest = tuple((k, v) for k, v in labels if k != "le")
+            buckets[rest].append((math.inf if le == "+Inf" else float(le), n))
+        assert buckets, f"{name}: no series"
+        for rest, points in buckets.items():
+            les = [le for le, _ in points]
+            counts = [n for _, n in points]
+            assert les == sorted(les) and les[-1] == math.inf, (name, rest, les)
+            assert les[:-1] == list(LATENCY_BUCKETS), (name, les)
+            assert counts == sorted(counts), f"{name}{rest}: not cumulative {counts}"
+            assert counts[-1] == exp.series(f"{name}_count")[rest], (name, rest)
+            assert exp.series(f"{name}_sum")[rest] >= 0
+
+
+async def scrape(n: Running) -> Exposition:
+    async with n.session.get(f"{n.url}/metrics") as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain")
+        return parse(await r.text())
+
+
+URL_VALUE = {"values": [{"index": 1, "type": "URL", "data": "https://example.org/m"}]}
+
+
+async def test_metrics_count_every_kind_of_request(tmp_path: Path) -> None:
+    sent: Counter[tuple[str, str]] = Counter()
+    async with running(tmp_path / "node") as n:
+        s, api = n.session, f"{n.url}/api/handles"
+
+        async def expect(status: int, op: str, code: str, r: aiohttp.ClientResponse) -> None:
+            await r.read()  # the whole answer (a listing streams it)
+            assert r.status == status
+            sent[(op, code)] += 1
+
+        async with s.put(f"{api}/{ENT8}/M1", json=URL_VALUE, headers={**ENT8_ADMIN, **JSON}) as r:
+            await expect(201, "write", "1", r)
+        async with s.put(f"{api}/{ENT8}/M2", json=URL_VALUE, headers=JSON) as r:
+            await expect(401, "write", "402", r)  # no credentials
+        wrong = {"Authorization": basic(f"300:0.NA/{ENT8}", "wrong"), **JSON}
+        async with s.put(f"{api}/{ENT8}/M2", json=URL_VALUE, headers=wrong) as r:
+            await expect(401, "write", "403", r)  # wrong secret
+        for _ in range(3):  # a store read, then the in-process tier's hits (the hot path)
+            async with s.get(f"{api}/{ENT8}/M1") as r:
+                await expect(200, "resolve", "1", r)
+        async with s.get(f"{api}/{ENT8}/NOPE") as r:
+            await expect(404, "resolve", "100", r)
+        async with s.get(f"{api}/{ENT8}/M1?type=EMAIL") as r:
+            await expect(200, "resolve", "200", r)  # no values of that type
+        async with s.get(f"{n.url}/api/handles?prefix={ENT8}", headers=ENT8_ADMIN) as r:
+            await expect(200, "list", "1", r)
+        async with s.delete(f"{api}/{ENT8}/M1", headers=ENT8_ADMIN) as r:
+            await expect(200, "delete", "1", r)
+        async with s.get(f"{n.url}/api/nothing") as r:
+            await expect(404, "other", "4", r)
+
+        exp = await scrape(n)
+        # A scrape is counted once answered: the second one sees the first.
+        again = await scrape(n)
+
+    counted = {
+        (dict(labels)["op"], dict(labels)["code"]): v
+        for labels, v in exp.series("idnode_requests_total").items()
+    }
+    assert counted == dict(sent)
+    for labels in exp.series("idnode_requests_total"):
+        assert dict(labels)["transport"] == "http"
+    assert again.value("idnode_requests_total", transport="http", op="metrics", code="1") == 1
+    assert exp.types["idnode_requests_total"] == "counter"
+    assert exp.types["idnode_request_duration_seconds"] == "histogram"
+    for labels, total in exp.series("idnode_requests_total").items():
+        assert exp.series("idnode_request_duration_seconds_count")[labels] == total
+    check_histograms(exp)
+
+    # The hot path's hits and the store behind the misses.
+    assert exp.value("idnode_cache_local_hits_total") >= 2
+    local = exp.value("idnode_cache_hit_ratio", tier="local")
+    hits, misses = (
+        exp.value("idnode_cache_local_hits_total"),
+        exp.value("idnode_cache_misses_total"),
+    )
+    assert local == hits / (hits + misses + exp.value("idnode_cache_coalesced_total") + 0.0)
+    assert 0 < local < 1
+    store = {
+        dict(labels)["op"]: n
+        for labels, n in exp.series("idnode_store_duration_seconds_count").items()
+    }
+    assert store["get"] >= 1 and store["transact"] >= 2, store  # sampled reads; the writes
+    assert exp.types["idnode_store_duration_seconds"] == "histogram"
+
+    python = ".".join(map(str, __import__("sys").version_info[:3]))
+    assert exp.value("idnode_build_info", version=__version__, python=python) == 1
+    assert exp.types["idnode_build_info"] == "gauge"
+    assert exp.value("idnode_sync_pending_items") >= 1  # the sync backlog: the write, at least
+
+
+async def test_metrics_report_the_last_readiness(tmp_path: Path) -> None:
+    async with running(tmp_path / "node") as n:
+        before = await scrape(n)
+        assert "idnode_ready" not in before.types  # nothing checked yet: nothing claimed
+        status, _ = await n.ready()
+        assert status == 200
+        after = await scrape(n)
+    assert after.value("idnode_ready") == 1
+    for check in ("store", "keys", "sync_backlog"):
+        assert after.value("idnode_ready_check", check=check) == 1
+    assert after.value("idnode_ready_checked_timestamp_seconds") > 0
+
+
+def test_a_histogram_counts_an_observation_on_a_bound_in_that_bucket() -> None:
+    h = Histogram('op="x"')
+    for value in (0.0, LATENCY_BUCKETS[0], LATENCY_BUCKETS[0] * 1.01, 0.001, 99.0):
+        h.observe(value)
+    cumulative = dict(h.cumulative())
+    assert cumulative[LATENCY_BUCKETS[0]] == 2  # 0 and the bound itself: le means <=
+    assert cumulative[LATENCY_BUCKETS[1]] == 3
+    assert cumulative[0.001] == 4
+    assert cumulative[10.0] == 4 and cumulative[math.inf] == 5 == h.count
+    assert h.sum == sum((0.0, LATENCY_BUCKETS[0], LATENCY_BUCKETS[0] * 1.01, 0.001, 99.0))
