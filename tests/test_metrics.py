@@ -4,6 +4,7 @@ the Prometheus text format."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -200,3 +201,25 @@ def test_a_histogram_counts_an_observation_on_a_bound_in_that_bucket() -> None:
     assert cumulative[0.001] == 4
     assert cumulative[10.0] == 4 and cumulative[math.inf] == 5 == h.count
     assert h.sum == sum((0.0, LATENCY_BUCKETS[0], LATENCY_BUCKETS[0] * 1.01, 0.001, 99.0))
+
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
+
+
+async def test_the_dashboard_queries_only_metrics_the_node_exposes(tmp_path: Path) -> None:
+    dashboard = json.loads(DASHBOARD.read_text("utf-8"))
+    exprs = [
+        t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", []) if "expr" in t
+    ]
+    used = {name for e in exprs for name in re.findall(r"\bidnode_[a-z_]+", e)}
+    assert len(used) >= 10, used
+    async with running(tmp_path / "node") as n:
+        async with n.session.get(f"{n.url}/api/handles/{ENT8}") as r:
+            assert r.status == 200
+        assert (await n.ready())[0] == 200
+        exp = await scrape(n)
+    missing = sorted(name for name in used if not exp.series(name))
+    assert not missing, f"the dashboard queries metrics /metrics lacks: {missing}"
+    panels = {panel["title"] for panel in dashboard["panels"]}
+    for wanted in ("Ready", "Cache hit ratio per tier", "Sync backlog"):
+        assert wanted in panels
