@@ -117,7 +117,7 @@ async def cmd_get(args: argparse.Namespace) -> int:
         )
         _print_json(
             {
-                "responseCode": 1 if answer.values else 200,
+                "responseCode": answer.outcome.response_code,
                 "handle": args.handle,
                 "values": [value_to_json(v) for v in answer.values],
             }

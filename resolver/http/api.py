@@ -18,11 +18,16 @@ from multidict import istr
 
 from registry.cache.entry import CacheEntry
 from registry.errors import (
-    RC_SERVICE_REFERRAL,
+    BODY_TIMEOUT,
+    BODY_TOO_LARGE,
+    CREATED,
+    METHOD_NOT_ALLOWED,
+    NO_SUCH_ENDPOINT,
+    SUCCESS,
     HandleExists,
     InvalidHandle,
+    Outcome,
     ProtocolError,
-    http_status,
 )
 from registry.model.identifiers import handle_key, parse
 from registry.model.jsonvalues import value_from_json, value_to_json
@@ -82,10 +87,12 @@ async def read_json(request: web.Request) -> Any:
         async with asyncio.timeout(config.body_timeout):
             body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise ProtocolError(f"Request body larger than {config.max_body} bytes", http=413) from None
+        raise ProtocolError(
+            f"Request body larger than {config.max_body} bytes", outcome=BODY_TOO_LARGE
+        ) from None
     except TimeoutError:
         raise ProtocolError(
-            f"Request body not received within {config.body_timeout:g} s", http=408
+            f"Request body not received within {config.body_timeout:g} s", outcome=BODY_TIMEOUT
         ) from None
     if not body.strip():
         raise ProtocolError("Invalid JSON in PUT request: the body is empty")
@@ -122,7 +129,8 @@ JSON_HEADERS = {"Content-Type": JSON_TYPE}
 # converted on each lookup).
 _AUTHORIZATION, _ORIGIN = istr("Authorization"), istr("Origin")
 _HOPS, _VIA = istr(HOPS_HEADER), istr(VIA_HEADER)
-_ANSWER_HEAD, _ANSWER_VALUES = b'{"responseCode":1,"handle":', b',"values":'
+_ANSWER_HEAD = b'{"responseCode":%d,"handle":' % SUCCESS.response_code
+_ANSWER_VALUES = b',"values":'
 
 
 PUBLIC_JSON = "answer"  # the cache entry's rendering this API sends: its whole answer
@@ -147,8 +155,8 @@ def answer_body(entry: CacheEntry, handle: str) -> bytes:
     return b"".join((_ANSWER_HEAD, orjson.dumps(handle), values))
 
 
-def _ok(handle: str, status: int = 200) -> web.Response:
-    return json_response({"responseCode": 1, "handle": handle}, status)
+def _ok(handle: str, outcome: Outcome = SUCCESS) -> web.Response:
+    return json_response({"responseCode": outcome.response_code, "handle": handle}, outcome.http)
 
 
 async def get_handle(request: web.Request) -> web.StreamResponse:
@@ -188,16 +196,12 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
                 via=via,
             )
         answer = await node.resolver.resolve(query)
-        if answer.referral is not None or answer.verified is not None:
-            response = _remote_answer(handle, answer)
-        elif answer.empty:
-            response = json_response({"responseCode": 200, "values": [], "handle": handle})
-        elif answer.whole and answer.entry is not None:
+        outcome = answer.outcome
+        if outcome is SUCCESS and answer.whole and answer.entry is not None:
             # The cached entry's public answer, rendered once per entry.
             response = web.Response(body=answer_body(answer.entry, handle), headers=JSON_HEADERS)
         else:
-            values_json = [value_to_json(v) for v in answer.values]
-            response = json_response({"responseCode": 1, "handle": handle, "values": values_json})
+            response = answer_response(handle, answer, outcome)
     except Exception as exc:
         if handle is not None:
             request[ECHO] = handle  # the error answer echoes it
@@ -205,24 +209,33 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
     return cors(request, response)
 
 
-def _remote_answer(handle: str, answer: Answer) -> web.Response:
-    """A referral (HTTP 300, responseCode 302) or an answer another node gave, marked with
-    whether it verified up to the top-level root."""
+def answer_response(handle: str, answer: Answer, outcome: Outcome) -> web.Response:
+    """The JSON answer for ``answer`` (whose :attr:`~Answer.outcome` is ``outcome``) to a query
+    of ``handle``: its values, none, or a referral to the prefix record whose site values it
+    carries; an answer another node gave is marked with whether it verified up to the
+    top-level root."""
     values = [value_to_json(v) for v in answer.values]
+    code = outcome.response_code
+    body: dict[str, Any]
     if answer.referral is not None:
         body = {
-            "responseCode": RC_SERVICE_REFERRAL,
+            "responseCode": code,
             "handle": handle,
             "referralHandle": answer.referral,
             "values": values,
         }
-        return json_response(body, http_status(RC_SERVICE_REFERRAL))
-    extra = {VERIFIED_HEADER: "true" if answer.verified else "false"}
-    if answer.unverified_reason:
-        reason = answer.unverified_reason.replace("\r", " ").replace("\n", " ")
-        extra[VERIFY_ERROR_HEADER] = reason.encode("ascii", "replace").decode("ascii")[:500]
-    code = 1 if values else 200
-    return json_response({"responseCode": code, "handle": handle, "values": values}, 200, extra)
+        return json_response(body, outcome.http)
+    extra = None
+    if answer.verified is not None:
+        extra = {VERIFIED_HEADER: "true" if answer.verified else "false"}
+        if answer.unverified_reason:
+            reason = answer.unverified_reason.replace("\r", " ").replace("\n", " ")
+            extra[VERIFY_ERROR_HEADER] = reason.encode("ascii", "replace").decode("ascii")[:500]
+    if values:
+        body = {"responseCode": code, "handle": handle, "values": values}
+    else:  # the reference's key order for "nothing matched"
+        body = {"responseCode": code, "values": values, "handle": handle}
+    return json_response(body, outcome.http, extra)
 
 
 async def put_handle(request: web.Request) -> web.Response:
@@ -263,7 +276,7 @@ async def put_handle(request: web.Request) -> web.Response:
                 if mint:
                     continue  # a UUID collision: mint another
                 raise
-        return _ok(target, 201 if result.created else 200)
+        return _ok(target, CREATED if result.created else SUCCESS)
     raise HandleExists("Could not mint a fresh suffix")
 
 
@@ -297,7 +310,7 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
         result = await node.listings.list_handles(prefix, who, page, size)
         return json_response(
             {
-                "responseCode": 1,
+                "responseCode": SUCCESS.response_code,
                 "prefix": prefix,
                 "totalCount": str(result.total),
                 "page": page,
@@ -310,7 +323,7 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
     resp = cors(request, web.StreamResponse(headers={"Content-Type": JSON_TYPE}))
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    head = {"responseCode": 1, "prefix": prefix, "totalCount": str(total)}
+    head = {"responseCode": SUCCESS.response_code, "prefix": prefix, "totalCount": str(total)}
     await resp.write(orjson.dumps(head)[:-1] + b',"handles":[')
     first = True
     async for handles in chunks:
@@ -328,7 +341,11 @@ async def list_prefixes(request: web.Request) -> web.Response:
     await principal(request, node, required=True)
     prefixes = await node.listings.prefixes()
     return json_response(
-        {"responseCode": 1, "totalCount": str(len(prefixes)), "prefixes": prefixes}
+        {
+            "responseCode": SUCCESS.response_code,
+            "totalCount": str(len(prefixes)),
+            "prefixes": prefixes,
+        }
     )
 
 
@@ -349,7 +366,7 @@ def site_info(request: web.Request) -> dict[str, Any]:
 
 
 async def get_site(request: web.Request) -> web.Response:
-    return json_response({"responseCode": 1, "site": site_info(request)})
+    return json_response({"responseCode": SUCCESS.response_code, "site": site_info(request)})
 
 
 REVERSE_RESERVED = {"limit"}
@@ -376,5 +393,8 @@ KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles"}
 
 
 async def unknown_api(request: web.Request) -> web.Response:
-    status = 405 if request.path.rstrip("/") in KNOWN_API else 404
-    raise ProtocolError(f"Unknown HTTP API endpoint {request.method} {request.path}", http=status)
+    known = request.path.rstrip("/") in KNOWN_API
+    raise ProtocolError(
+        f"Unknown HTTP API endpoint {request.method} {request.path}",
+        outcome=METHOD_NOT_ALLOWED if known else NO_SUCH_ENDPOINT,
+    )

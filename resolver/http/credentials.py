@@ -18,6 +18,7 @@ from aiohttp import web
 from registry.auth import parse_identity
 from registry.authz import Principal
 from registry.errors import (
+    CREDENTIALS_NEED_TLS,
     AuthenticationFailed,
     AuthenticationNeeded,
     Throttled,
@@ -54,7 +55,9 @@ async def principal(request: web.Request, node: Node, *, required: bool) -> Prin
         return None
     if not transport_allows(request, node.config.plain_credentials):
         if required:
-            raise AuthenticationNeeded("Credentials are accepted only over HTTPS", http=403)
+            raise AuthenticationNeeded(
+                "Credentials are accepted only over HTTPS", outcome=CREDENTIALS_NEED_TLS
+            )
         return None
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "basic":

@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from registry.errors import (
+    UNKNOWN_METHOD,
     AuthenticationFailed,
     AuthenticationNeeded,
     HandleError,
@@ -21,6 +22,7 @@ from registry.errors import (
     ServerError,
     Throttled,
     UnsupportedAuthScheme,
+    protocol_outcome,
 )
 from resolver.http.keys import ECHO
 
@@ -107,7 +109,7 @@ def failure(request: web.Request, exc: Exception) -> web.StreamResponse:
         return cors(request, error_response(exc, request.get(ECHO)))
     if isinstance(exc, web.HTTPException):
         if request.path.startswith("/api") and exc.status >= 400:
-            error = ProtocolError(exc.reason, http=exc.status)
+            error = ProtocolError(exc.reason, outcome=protocol_outcome(exc.status))
             return cors(request, error_response(error, request.get(ECHO)))
         raise cors(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
@@ -123,7 +125,7 @@ def guard(handler: Handler) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
         method = request.method
         if method not in KNOWN_METHODS:
-            error = ProtocolError(f"Unknown method {method}", http=501)
+            error = ProtocolError(f"Unknown method {method}", outcome=UNKNOWN_METHOD)
             return cors(request, error_response(error, None))
         if method == "OPTIONS":
             return cors(request, web.Response(headers={"Allow": ALLOW}))

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from registry.errors import HandleError
+from registry.errors import NO_VALUES, SUCCESS, HandleError, HandleNotFound
 from registry.model.filters import ValueFilter
 from registry.model.identifiers import prefix_handle
 from registry.model.jsonvalues import value_to_json
@@ -188,14 +188,16 @@ async def get_handle(request: web.Request) -> web.Response:
     lookup = handle if "/" in handle else prefix_handle(handle)  # as idnode: 88.118 → 0.NA/…
     values = await tl.call(views.record, tl.root, lookup, tl.record_ttl, int(time.time()))
     if values is None:
-        return json_response({"responseCode": 100, "handle": handle}, 404)
+        return error_response(HandleNotFound(), handle)
     if selection:
         values = tuple(selection.select(values))
-        if not values:
-            return json_response({"responseCode": 200, "values": [], "handle": handle})
-    return json_response(
-        {"responseCode": 1, "handle": handle, "values": [value_to_json(v) for v in values]}
-    )
+    if not values:
+        return json_response(
+            {"responseCode": NO_VALUES.response_code, "values": [], "handle": handle},
+            NO_VALUES.http,
+        )
+    body = {"handle": handle, "values": [value_to_json(v) for v in values]}
+    return json_response({"responseCode": SUCCESS.response_code, **body}, SUCCESS.http)
 
 
 # --- read-only views -------------------------------------------------------------------------
