@@ -142,7 +142,7 @@ def _json_values(path: str) -> list[Value]:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--json: invalid JSON: {exc}") from None
-    from resolver.http.api import values_from_body
+    from registry.model.jsonbody import values_from_body
 
     values, _ = values_from_body(body)
     return values

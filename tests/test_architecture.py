@@ -46,17 +46,6 @@ PENDING = {
         "sync.agent",
     ): "the HTTP app's cleanup_ctx opens the node and starts the SyncAgent; both move to "
     "the serving shell that starts every listener over one node",
-    **{
-        ("sync/toplevel/web.py", name): "the mock top-level reuses the node's HTTP pieces "
-        "(query parameters, path decoding, JSON and error rendering, signal handling) until "
-        "the outcome table and the serving shell make them protocol-neutral"
-        for name in (
-            "resolver.http",
-            "resolver.http.api",
-            "resolver.http.respond",
-            "resolver.server",
-        )
-    },
 }
 
 

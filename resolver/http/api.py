@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
@@ -29,10 +28,11 @@ from registry.errors import (
     Outcome,
     ProtocolError,
 )
+from registry.model import jsonapi, jsonbody
 from registry.model.identifiers import handle_key, parse
-from registry.model.jsonvalues import value_from_json, value_to_json
+from registry.model.jsonapi import API_HANDLES
+from registry.model.jsonvalues import value_to_json
 from registry.model.site import Interface, single_server_site
-from registry.model.values import Value
 from resolver import __version__
 from resolver.core import Answer, Query
 from resolver.forward.base import (
@@ -42,30 +42,14 @@ from resolver.forward.base import (
     VIA_HEADER,
     parse_hops,
 )
-from resolver.http import params
 from resolver.http.credentials import principal
 from resolver.http.keys import ECHO, NODE
 from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 
-API_HANDLES = "/api/handles/"
-
 
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
     """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
-    return raw_handle(request.raw_path, prefix)
-
-
-def raw_handle(raw: str, prefix: str = API_HANDLES) -> str:
-    """:func:`path_handle` of the raw request target ``raw``."""
-    if "?" in raw:
-        raw = raw.partition("?")[0]
-    rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
-    if "%" not in rest:
-        return rest
-    try:
-        return unquote_to_bytes(rest).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidHandle("Handle is not valid UTF-8 (check its percent-escapes)") from None
+    return jsonapi.path_handle(request.raw_path, prefix)
 
 
 def shown(header: str) -> str:
@@ -75,6 +59,8 @@ def shown(header: str) -> str:
 
 
 async def read_json(request: web.Request) -> Any:
+    """The JSON body of a write: ``application/json``, no larger than ``max_body`` and
+    received within ``body_timeout``."""
     ctype = request.headers.get("Content-Type", "")
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime != "application/json":
@@ -94,34 +80,7 @@ async def read_json(request: web.Request) -> Any:
         raise ProtocolError(
             f"Request body not received within {config.body_timeout:g} s", outcome=BODY_TIMEOUT
         ) from None
-    if not body.strip():
-        raise ProtocolError("Invalid JSON in PUT request: the body is empty")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"Invalid JSON in PUT request: {exc}") from None
-
-
-def values_from_body(body: Any) -> tuple[list[Value], str | None]:
-    """Values and the optional ``handle`` field of a PUT body."""
-    handle = None
-    if isinstance(body, dict) and "values" in body:
-        handle = body.get("handle")
-        if handle is not None and not isinstance(handle, str):
-            raise ProtocolError("The body's handle field must be a string")
-        items = body["values"]
-        if not isinstance(items, list):
-            raise ProtocolError("values must be a JSON array")
-    elif isinstance(body, list):
-        items = body
-    elif isinstance(body, dict) and "index" in body:
-        items = [body]
-    else:
-        raise ProtocolError(
-            'Invalid JSON in PUT request: expected {"values":[...]}, an array '
-            "of values, or one value"
-        )
-    return [value_from_json(v) for v in items], handle
+    return jsonbody.decode(body)
 
 
 JSON_HEADERS = {"Content-Type": JSON_TYPE}
@@ -166,7 +125,7 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
     try:
         node = request.app[NODE]
         raw = request.raw_path
-        handle = raw_handle(raw)
+        handle = jsonapi.path_handle(raw)
         headers = request.headers
         if (
             "?" not in raw
@@ -183,14 +142,14 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
             query = Query(handle)
         else:
             q = request.query
-            indexes, _ = params.indexes(q)
+            indexes, _ = jsonapi.indexes(q)
             hops, via = parse_hops(headers)
             query = Query(
                 handle,
                 indexes,
-                params.types(q),
-                authoritative=bool(params.flag(q, "auth")),
-                public_only=params.flag(q, "publicOnly"),
+                jsonapi.types(q),
+                authoritative=bool(jsonapi.flag(q, "auth")),
+                public_only=jsonapi.flag(q, "publicOnly"),
                 who=await principal(request, node, required=False),
                 hops=hops,
                 via=via,
@@ -244,12 +203,12 @@ async def put_handle(request: web.Request) -> web.Response:
     request[ECHO] = handle
     q = request.query
     who = await principal(request, node, required=True)
-    mint = bool(params.flag(q, "mintNewSuffix"))
+    mint = bool(jsonapi.flag(q, "mintNewSuffix"))
     if mint and "/" not in handle:
         raise InvalidHandle("mintNewSuffix needs a path ending in 'PREFIX/' (or 'PREFIX/start')")
     body = await read_json(request)
-    values, body_handle = values_from_body(body)
-    indexes, various = params.indexes(q)
+    values, body_handle = jsonbody.values_from_body(body)
+    indexes, various = jsonapi.indexes(q)
     if indexes and set(indexes) != {v.index for v in values}:
         raise ProtocolError(
             "Mismatched indexes in PUT request: the index parameters must "
@@ -265,12 +224,12 @@ async def put_handle(request: web.Request) -> web.Response:
             )
         if indexes or various:
             result = await node.registry.put_values(
-                ident, values, overwrite=params.overwrite(q), who=who
+                ident, values, overwrite=jsonapi.overwrite(q), who=who
             )
         else:
             try:
                 result = await node.registry.put_record(
-                    ident, values, overwrite=False if mint else params.overwrite(q), who=who
+                    ident, values, overwrite=False if mint else jsonapi.overwrite(q), who=who
                 )
             except HandleExists:
                 if mint:
@@ -285,7 +244,7 @@ async def delete_handle(request: web.Request) -> web.Response:
     handle = path_handle(request)
     request[ECHO] = handle
     who = await principal(request, node, required=True)
-    indexes, _ = params.indexes(request.query)
+    indexes, _ = jsonapi.indexes(request.query)
     ident = parse(handle)
     if indexes:
         await node.registry.delete_values(ident, indexes, who)
@@ -304,8 +263,8 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
     who = await principal(request, node, required=True)
     assert who is not None
     page_raw, size_raw = q.get("page"), q.get("pageSize")
-    page = params.integer(page_raw, "page") if page_raw is not None else None
-    size = params.integer(size_raw, "pageSize") if size_raw is not None else None
+    page = jsonapi.integer(page_raw, "page") if page_raw is not None else None
+    size = jsonapi.integer(size_raw, "pageSize") if size_raw is not None else None
     if page is not None and size is not None and page >= 0 and size > 0:
         result = await node.listings.list_handles(prefix, who, page, size)
         return json_response(
@@ -382,7 +341,7 @@ async def reverse_lookup(request: web.Request) -> web.Response:
         raise ProtocolError(
             "Give exactly one TYPE=pattern to look for, e.g. ?URL=https://example.org/*"
         )
-    limit = params.integer(q.get("limit", "1000"), "limit")
+    limit = jsonapi.integer(q.get("limit", "1000"), "limit")
     if limit <= 0:
         raise ProtocolError("limit must be positive")
     vtype, pattern = terms[0]

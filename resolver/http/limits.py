@@ -19,7 +19,7 @@ up the process's file descriptors, after which no new client gets in at all.
   :data:`WARN_EVERY` seconds.
 
 The keep-alive timeout is aiohttp's own; the body deadline is enforced where a body is read
-(``resolver.http.api.read_json``) and, for a body no handler reads, by aiohttp's lingering
+(:func:`resolver.http.api.read_json`) and, for a body no handler reads, by aiohttp's lingering
 time, set to the same value (:func:`handler_options`).
 """
 

@@ -24,6 +24,7 @@ from registry.errors import (
     UnsupportedAuthScheme,
     protocol_outcome,
 )
+from registry.model.jsonapi import error_json
 from resolver.http.keys import ECHO
 
 log = logging.getLogger("idnode.http")
@@ -87,12 +88,7 @@ def error_response(exc: HandleError, handle: str | None) -> web.Response:
         for k, v in auth_headers(basic=basic, error=exc.message):
             resp.headers.add(k, v)
         return resp
-    body: dict[str, Any] = {"responseCode": exc.response_code}
-    if exc.message:
-        body["message"] = exc.message
-    if handle is not None:
-        body["handle"] = handle
-    resp = json_response(body, exc.status)
+    resp = json_response(error_json(exc, handle), exc.status)
     if isinstance(exc, AuthenticationNeeded) and exc.status == 401:
         for k, v in auth_headers():
             resp.headers.add(k, v)
