@@ -27,6 +27,8 @@ from resolver import __version__, keycmds
 from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int
 from resolver.config import Config, ConfigError, load, write_initial
 from resolver.dns.command import add_parser as add_dns_name_parser
+from resolver.listeners import KINDS as LISTENER_KINDS
+from resolver.listeners import Serving
 from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
 
@@ -91,20 +93,26 @@ async def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Not a coroutine: the server owns its event loop (uvloop, one per worker)."""
+    """Not a coroutine: the server owns its event loop (uvloop, one per worker).
+
+    The composition: the serving shell runs the node with the sync agent as its service
+    (reporting to the top-level, configuring cross-node forwarding) and every listener the
+    configuration asks for."""
     from resolver.node import require_keys
     from resolver.server import run
+    from sync.agent import SyncAgent
 
     config = _config(
         args,
-        http=args.http,
         workers=args.workers,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         redis_url=args.redis,
+        **{kind.name: getattr(args, kind.name) for kind in LISTENER_KINDS},
     )
     require_keys(config)  # here too: refused once, before any worker starts
-    run(config, reuse_port=args.reuse_port, access_log=args.access_log)
+    serving = Serving(reuse_port=args.reuse_port, access_log=args.access_log)
+    run(config, services=[SyncAgent], serving=serving)
     return 0
 
 
@@ -324,12 +332,11 @@ def parser() -> argparse.ArgumentParser:
         "proxy-style resolution until SIGINT/SIGTERM.",
     )
     _data_arg(p)
+    for kind in LISTENER_KINDS:  # one flag per transport: --http HOST:PORT, ...
+        p.add_argument(f"--{kind.name}", metavar="HOST:PORT", help=kind.help)
     p.add_argument(
-        "--http",
-        metavar="HOST:PORT",
-        help="listen address (default from config: 127.0.0.1:8000; port 0 picks a free port)",
+        "--workers", type=positive_int, help="worker processes sharing the listeners' ports"
     )
-    p.add_argument("--workers", type=positive_int, help="worker processes sharing the port")
     p.add_argument(
         "--redis",
         metavar="URL",

@@ -1,0 +1,74 @@
+"""The HTTP listener: the node's aiohttp app on one address, with the connection limits of
+:mod:`resolver.http.limits` and TLS when the configuration names a certificate."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from resolver.config import Config
+from resolver.http.app import make_app
+from resolver.http.protocol import make_runner
+from resolver.listeners import Serving, listening_lines
+from resolver.node import Node
+
+log = logging.getLogger("idnode")
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    """The server's TLS context when ``config`` names a certificate and its key."""
+    if not config.tls_cert or not config.tls_key:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(config.tls_cert, config.tls_key)
+    return ctx
+
+
+class HttpListener:
+    """An aiohttp runner serving on one site (:func:`start_site`)."""
+
+    def __init__(self, runner: web.BaseRunner, site: web.TCPSite, scheme: str, label: str):
+        self._runner = runner
+        bound = getattr(site._server, "sockets", ())  # aiohttp has no public accessor
+        self.addresses: Sequence[tuple[str, int]] = [s.getsockname()[:2] for s in bound]
+        self.lines: Sequence[str] = listening_lines(scheme, self.addresses, label)
+
+    async def close(self) -> None:
+        """Stop listening, finish the requests in progress, clean the app up."""
+        await self._runner.cleanup()
+
+
+async def start_site(
+    runner: web.BaseRunner,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
+    label: str = "idnode",
+) -> HttpListener:
+    """Serve ``runner`` (set up) on ``host:port``; the runner is cleaned up if that fails."""
+    site = web.TCPSite(
+        runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port, backlog=1024
+    )
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return HttpListener(runner, site, "https" if ssl_context else "http", label)
+
+
+async def start_http(
+    node: Node, config: Config, host: str, port: int, serving: Serving
+) -> HttpListener:
+    """The node's HTTP API, reverse lookup and proxy on ``host:port`` (the ``http`` kind)."""
+    ctx = ssl_context(config)
+    app = make_app(config, node)
+    access_log = log if serving.access_log else None
+    runner = make_runner(app, config, access_log=access_log, handler_cancellation=True)
+    await runner.setup()
+    return await start_site(runner, host, port, ssl_context=ctx, reuse_port=serving.reuse_port)
