@@ -82,8 +82,9 @@ def auth_headers(basic: bool = True, error: str | None = None) -> list[tuple[str
 def error_response(exc: HandleError, handle: str | None) -> web.Response:
     """The HTTP answer for ``exc``: ``{"responseCode":N[,"message":M][,"handle":H]}``."""
     if isinstance(exc, AuthenticationFailed):
-        # Wrong credentials: 401 with no body, as Handle clients expect.
-        resp = web.Response(status=401)
+        # Wrong credentials: 401 (the table's row for them) with no body, as Handle clients
+        # expect.
+        resp = web.Response(status=exc.status)
         basic = not isinstance(exc, UnsupportedAuthScheme)
         for k, v in auth_headers(basic=basic, error=exc.message):
             resp.headers.add(k, v)
