@@ -59,6 +59,22 @@ def http_status(response_code: int) -> int:
     return _HTTP_STATUS.get(response_code, 500)
 
 
+# DNS rcodes (RFC 1035 §4.1.1): what a DNS answer reports for a failed resolution.
+RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_REFUSED = 2, 3, 5
+
+_DNS_RCODE: dict[int, int] = {
+    RC_HANDLE_NOT_FOUND: RCODE_NXDOMAIN,  # NODATA instead where other names lie below
+    RC_INVALID_HANDLE: RCODE_NXDOMAIN,
+    RC_SERVER_NOT_RESP: RCODE_REFUSED,  # not this node's prefix, and not forwarded
+    RC_SERVER_TOO_BUSY: RCODE_REFUSED,  # busy or throttled: ask another server
+}
+
+
+def dns_rcode(response_code: int) -> int:
+    """The DNS rcode of an error answer: SERVFAIL for anything not in the table."""
+    return _DNS_RCODE.get(response_code, RCODE_SERVFAIL)
+
+
 class HandleError(Exception):
     """A failure with a Handle responseCode; ``message`` is safe to show to the client."""
 
