@@ -370,6 +370,8 @@ class Runner:
             top_rps = statistics.median(
                 r["rps"] for r in inst.runs if not (r.get("check") or r.get("reference"))
             )
+            if top_rps <= 0:  # a fixed rate of 0 would be no measurement at all
+                raise ValueError("the closed-loop runs completed no request")
             for r in range(self.s.repeats):
                 with self._fresh(sc, size, place, inst, req_json, f"{label} r{r + 1}") as (
                     served,

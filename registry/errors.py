@@ -59,9 +59,11 @@ class Outcome:
 
 
 # The table. Results first (the JSON API answers "no values" and referrals with HTTP 200 and
-# 300, handle-rest.md); a name DNS has nothing for is NXDOMAIN, data it has none of NODATA
-# (NOERROR, empty); DNS refuses what is not its zone's to answer (referrals, rights) and
-# tells writes' conflicts as DNS UPDATE does (RFC 2136).
+# 300, handle-rest.md); a name DNS has nothing for is NXDOMAIN (the DNS listener answers
+# NODATA instead where other names lie below), data it has none of NODATA (NOERROR, empty);
+# DNS refuses what is not its zone's to answer (referrals, other nodes' prefixes, rights)
+# and what it is too busy for (ask another server), and tells writes' conflicts as DNS
+# UPDATE does (RFC 2136).
 SUCCESS = Outcome("success", RC_SUCCESS, 200, NOERROR)
 CREATED = Outcome("created", RC_SUCCESS, 201, NOERROR)
 NO_VALUES = Outcome("no values", RC_VALUES_NOT_FOUND, 200, NOERROR)
@@ -69,7 +71,7 @@ SERVICE_REFERRAL = Outcome("service referral", RC_SERVICE_REFERRAL, 300, REFUSED
 PREFIX_REFERRAL = Outcome("prefix referral", RC_PREFIX_REFERRAL, 300, REFUSED)
 # Failures, one row per responseCode: the row of an error with that code.
 ERROR = Outcome("error", RC_ERROR, 500, SERVFAIL)
-SERVER_TOO_BUSY = Outcome("server too busy", RC_SERVER_TOO_BUSY, 503, SERVFAIL)
+SERVER_TOO_BUSY = Outcome("server too busy", RC_SERVER_TOO_BUSY, 503, REFUSED)
 PROTOCOL_ERROR = Outcome("protocol error", RC_PROTOCOL_ERROR, 400, FORMERR)
 NOT_SUPPORTED = Outcome("operation not supported", RC_OPERATION_NOT_SUPPORTED, 501, NOTIMP)
 RECURSION_TOO_HIGH = Outcome("recursion count too high", RC_RECURSION_COUNT_TOO_HIGH, 500, SERVFAIL)

@@ -52,7 +52,6 @@ class Registry:
         self.store = store
         self.stats_seconds = stats_seconds
         self.records = records
-        self.signer = signer
         self.sealer = sealer
         self.prep = Preparer(sealer, signer)
         self.homed_keys = tuple(handle_key(p) for p in homed)
@@ -60,6 +59,15 @@ class Registry:
         self.clock = clock
         self.write_hooks: list[WriteHook] = [records.invalidate]
         self.authenticator = Authenticator(store, sealer, self._record)
+
+    @property
+    def signer(self) -> RecordSigner | None:
+        """What signs the records written (None: they are stored unsigned)."""
+        return self.prep.signer
+
+    @signer.setter
+    def signer(self, signer: RecordSigner | None) -> None:
+        self.prep.signer = signer
 
     # ------------------------------------------------------------ reading
 
