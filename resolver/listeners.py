@@ -15,9 +15,9 @@ its transport's code when called, never here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from resolver.config import split_hostport
 
@@ -45,6 +45,16 @@ class Listener(Protocol):
         """Stop taking requests and finish or drop those in progress; the node stays open
         (the shell closes it after every listener)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A :class:`Listener` made of what a transport's own start gave: the addresses it is
+    bound to, its announce lines and how it is closed."""
+
+    addresses: Sequence[tuple[str, int]]
+    lines: Sequence[str]
+    close: Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import pytest
 from registry.model.identifiers import handle_key
 from registry.store.base import StoreClosed
 from resolver.config import Config, load
-from resolver.listeners import KINDS, Listener, ListenerKind, Serving, listening_lines
+from resolver.listeners import KINDS, Listener, ListenerKind, Running, Serving, listening_lines
 from resolver.node import Node
 from resolver.shell import Shell
 from tests.conftest import NODE_HANDLE, init_node
@@ -66,14 +66,12 @@ def recorded(kind: ListenerKind, events: Events) -> ListenerKind:
     async def start(node: Node, config: Config, host: str, port: int, serving: Serving) -> Listener:
         listener = await kind.start(node, config, host, port, serving)
         events.append((f"start {kind.name}", node))
-        close = listener.close
 
         async def closing() -> None:
             events.append((f"close {kind.name}", None))
-            await close()
+            await listener.close()
 
-        listener.close = closing  # type: ignore[method-assign]
-        return listener
+        return Running(listener.addresses, listener.lines, closing)
 
     return ListenerKind(kind.name, kind.help, start)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
 
 from aiohttp import web
 
 from resolver.config import Config
 from resolver.http.app import make_app
 from resolver.http.protocol import make_runner
-from resolver.listeners import Serving, listening_lines
+from resolver.listeners import Running, Serving, listening_lines
 from resolver.node import Node
 
 log = logging.getLogger("idnode")
@@ -27,20 +26,6 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
-class HttpListener:
-    """An aiohttp runner serving on one site (:func:`start_site`)."""
-
-    def __init__(self, runner: web.BaseRunner, site: web.TCPSite, scheme: str, label: str):
-        self._runner = runner
-        bound = getattr(site._server, "sockets", ())  # aiohttp has no public accessor
-        self.addresses: Sequence[tuple[str, int]] = [s.getsockname()[:2] for s in bound]
-        self.lines: Sequence[str] = listening_lines(scheme, self.addresses, label)
-
-    async def close(self) -> None:
-        """Stop listening, finish the requests in progress, clean the app up."""
-        await self._runner.cleanup()
-
-
 async def start_site(
     runner: web.BaseRunner,
     host: str,
@@ -49,8 +34,10 @@ async def start_site(
     ssl_context: ssl.SSLContext | None = None,
     reuse_port: bool = False,
     label: str = "idnode",
-) -> HttpListener:
-    """Serve ``runner`` (set up) on ``host:port``; the runner is cleaned up if that fails."""
+) -> Running:
+    """Serve ``runner`` (set up) on ``host:port`` until the listener is closed (which cleans
+    the runner up: listening stops, requests in progress finish); the runner is cleaned up
+    if serving cannot start."""
     site = web.TCPSite(
         runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port, backlog=1024
     )
@@ -59,12 +46,13 @@ async def start_site(
     except BaseException:
         await runner.cleanup()
         raise
-    return HttpListener(runner, site, "https" if ssl_context else "http", label)
+    bound = getattr(site._server, "sockets", ())  # aiohttp has no public accessor
+    addresses = [s.getsockname()[:2] for s in bound]
+    lines = listening_lines("https" if ssl_context else "http", addresses, label)
+    return Running(addresses, lines, runner.cleanup)
 
 
-async def start_http(
-    node: Node, config: Config, host: str, port: int, serving: Serving
-) -> HttpListener:
+async def start_http(node: Node, config: Config, host: str, port: int, serving: Serving) -> Running:
     """The node's HTTP API, reverse lookup and proxy on ``host:port`` (the ``http`` kind)."""
     ctx = ssl_context(config)
     app = make_app(config, node)
