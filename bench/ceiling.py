@@ -13,13 +13,13 @@ prints ``ceiling listening on http://HOST:PORT`` once it accepts connections.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
-from resolver.server import run_until_signalled, settle_heap
+from resolver.http.listener import start_site
+from resolver.server import run_loop, run_until_signalled
 
 JSON_HEADERS = {"Content-Type": "application/json"}  # what idnode's hot path sends
 
@@ -35,10 +35,14 @@ def make_app(body: bytes) -> web.Application:
 
 async def serve(host: str, port: int, body: bytes) -> None:
     runner = web.AppRunner(make_app(body), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    settle_heap()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await run_until_signalled(runner, site, "ceiling")  # the same serving loop as idnode's
+
+    async def start() -> list[str]:
+        await runner.setup()
+        listener = await start_site(runner, host, port, label="ceiling")
+        return list(listener.lines)
+
+    # The same serving loop and site settings as idnode's (the heap settled after start-up).
+    await run_until_signalled(start, runner.cleanup)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     host, _, port = args.http.rpartition(":")
     body = Path(args.body).read_bytes()
-    main_coro = serve(host, int(port), body)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional off Linux
-        asyncio.run(main_coro)
-    else:
-        uvloop.run(main_coro)
+    run_loop(serve(host, int(port), body))
     return 0
 
 

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from registry.authz import Principal, group_refs
-from registry.errors import AuthenticationFailed
+from registry.errors import AuthenticationFailed, Throttled
 from registry.model import admin as adm
 from registry.model.identifiers import handle_key
 from registry.model.values import HS_SECKEY, HS_VLIST, type_key
@@ -198,6 +198,31 @@ class FailureThrottle:
     @staticmethod
     def ceil(seconds: float) -> int:
         return max(1, math.ceil(seconds))
+
+    async def attempt(
+        self,
+        address: str,
+        identity: adm.AdminRef | None,
+        prove: Callable[[adm.AdminRef], Awaitable[Principal]],
+    ) -> Principal:
+        """One authentication attempt from ``address`` as ``identity``, whichever protocol
+        carries it (HTTP Basic, the native challenge-response): :class:`Throttled` while
+        attempts from there must wait; then ``prove(identity)``, which raises
+        AuthenticationFailed for wrong credentials, counted as it went. ``identity`` None:
+        credentials that named nobody, a failure without a check."""
+        wait = self.retry_after(address, identity)
+        if wait > 0:
+            raise Throttled(self.ceil(wait))
+        if identity is None:
+            self.failed(address, None)
+            raise AuthenticationFailed("")
+        try:
+            who = await prove(identity)
+        except AuthenticationFailed:
+            self.failed(address, identity)
+            raise
+        self.succeeded(address, identity)
+        return who
 
 
 def _source(address: str) -> str:

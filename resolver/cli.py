@@ -27,6 +27,8 @@ from resolver import __version__, keycmds, statuscmd
 from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int
 from resolver.config import Config, ConfigError, load, write_initial
 from resolver.dns.command import add_parser as add_dns_name_parser
+from resolver.listeners import KINDS as LISTENER_KINDS
+from resolver.listeners import Serving
 from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
 
@@ -91,22 +93,27 @@ async def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Not a coroutine: the server owns its event loop (uvloop, one per worker)."""
+    """Not a coroutine: the server owns its event loop (uvloop, one per worker).
+
+    The composition: the serving shell runs the node with the sync agent as its service
+    (reporting to the top-level, configuring cross-node forwarding) and every listener the
+    configuration asks for."""
     from resolver.node import require_keys
     from resolver.server import run
+    from sync.agent import SyncAgent
 
     config = _config(
         args,
-        http=args.http,
         workers=args.workers,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         redis_url=args.redis,
         log_format=args.log_format,
         access_log=True if args.access_log else None,
+        **{kind.name: getattr(args, kind.name) for kind in LISTENER_KINDS},
     )
     require_keys(config)  # here too: refused once, before any worker starts
-    run(config, reuse_port=args.reuse_port)
+    run(config, services=[SyncAgent], serving=Serving(reuse_port=args.reuse_port))
     return 0
 
 
@@ -119,7 +126,7 @@ async def cmd_get(args: argparse.Namespace) -> int:
         )
         _print_json(
             {
-                "responseCode": 1 if answer.values else 200,
+                "responseCode": answer.outcome.response_code,
                 "handle": args.handle,
                 "values": [value_to_json(v) for v in answer.values],
             }
@@ -127,6 +134,46 @@ async def cmd_get(args: argparse.Namespace) -> int:
         return 0
 
     return await _with_node(args, go)
+
+
+async def cmd_resolve(args: argparse.Namespace) -> int:
+    """Resolve over the native protocol (UDP, TCP if UDP brings no whole reply)."""
+    from resolver.native import client
+    from resolver.native.messages import ErrorResponse, ResolutionResponse
+    from resolver.native.settings import parse_address
+
+    try:
+        host, port = parse_address(args.native)
+    except ValueError as exc:
+        raise ConfigError(f"--native: {exc}") from None
+    try:
+        reply = await client.resolve(
+            host,
+            port,
+            args.handle,
+            tuple(args.index or ()),
+            tuple(args.type or ()),
+            certify=args.certify,
+            tcp=args.tcp,
+        )
+        verified = None
+        if args.certify:
+            site = await client.site_info(host, port, tcp=args.tcp)
+            key = client.server_key(getattr(site.body, "site", b""))
+            verified = client.verified(reply, key)
+    except client.NativeClientError as exc:
+        raise ConfigError(str(exc)) from None
+    rc, body = reply.header.response_code, reply.body
+    if not isinstance(body, ResolutionResponse):
+        text = body.message if isinstance(body, ErrorResponse) else ""
+        print(f"idnode: {args.handle}: {text or 'refused'} (responseCode {rc})", file=sys.stderr)
+        return 2
+    out: dict[str, Any] = {"responseCode": rc, "handle": body.handle}
+    out["values"] = [value_to_json(v) for v in body.values]
+    if verified is not None:
+        out["certified"] = verified  # signed with the key of the server's site record
+    _print_json(out)
+    return 0 if verified is not False else 3
 
 
 def _values_arg(args: argparse.Namespace) -> list[Value]:
@@ -144,7 +191,7 @@ def _json_values(path: str) -> list[Value]:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--json: invalid JSON: {exc}") from None
-    from resolver.http.api import values_from_body
+    from registry.model.jsonbody import values_from_body
 
     values, _ = values_from_body(body)
     return values
@@ -326,12 +373,11 @@ def parser() -> argparse.ArgumentParser:
         "proxy-style resolution until SIGINT/SIGTERM.",
     )
     _data_arg(p)
+    for kind in LISTENER_KINDS:  # one flag per transport: --http HOST:PORT, ...
+        p.add_argument(f"--{kind.name}", metavar="HOST:PORT", help=kind.help)
     p.add_argument(
-        "--http",
-        metavar="HOST:PORT",
-        help="listen address (default from config: 127.0.0.1:8000; port 0 picks a free port)",
+        "--workers", type=positive_int, help="worker processes sharing the listeners' ports"
     )
-    p.add_argument("--workers", type=positive_int, help="worker processes sharing the port")
     p.add_argument(
         "--redis",
         metavar="URL",
@@ -365,6 +411,29 @@ def parser() -> argparse.ArgumentParser:
         "--index", type=positive_int, action="append", help="only this index (repeatable)"
     )
     p.set_defaults(fn=cmd_get)
+
+    p = sub.add_parser(
+        "resolve",
+        help="resolve an identifier from a server over the native protocol",
+        description="Resolve HANDLE at a Handle server's native interface (UDP, then TCP "
+        "if the reply does not arrive whole over UDP); public values, as JSON.",
+    )
+    p.add_argument("handle")
+    p.add_argument(
+        "--native", required=True, metavar="HOST:PORT", help="the server (port 2641 if omitted)"
+    )
+    p.add_argument("--type", action="append", help="only values of this type (repeatable)")
+    p.add_argument(
+        "--index", type=positive_int, action="append", help="only this index (repeatable)"
+    )
+    p.add_argument(
+        "--certify",
+        action="store_true",
+        help="ask for a signed reply and check it with the key of the server's site record "
+        "(exit 3 if it does not verify)",
+    )
+    p.add_argument("--tcp", action="store_true", help="use TCP only")
+    p.set_defaults(fn=cmd_resolve)
 
     p = sub.add_parser(
         "put",

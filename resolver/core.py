@@ -13,11 +13,15 @@ from registry import authz
 from registry.authz import Principal
 from registry.cache.entry import CacheEntry
 from registry.errors import (
+    NO_VALUES,
+    SERVICE_REFERRAL,
+    SUCCESS,
     AuthenticationNeeded,
     HandleNotFound,
     InsufficientPermissions,
     InvalidHandle,
     NotResponsible,
+    Outcome,
 )
 from registry.model import admin as adm
 from registry.model.filters import MAX_FILTERS, ValueFilter
@@ -99,6 +103,14 @@ class Answer:
         if self._values is None and self.entry is not None:
             return not self.entry.any_public
         return not self.values
+
+    @property
+    def outcome(self) -> Outcome:
+        """How the answer is told (:mod:`registry.errors`' table): the values found, none
+        (responseCode 200), or a referral (302)."""
+        if self.referral is not None:
+            return SERVICE_REFERRAL
+        return NO_VALUES if self.empty else SUCCESS
 
 
 # Resolution repeats identifiers: the homed ones are remembered parsed (see Resolver._homed).

@@ -6,8 +6,9 @@ made cumulative, and the ``_count`` and the matching ``_total`` counter derived,
 ``/metrics`` is read. Label text is escaped and joined once, when a series is first used.
 
 Transports record each request with one call, :meth:`Recorder.observe` (transport, operation
-and responseCode label it); the hottest series, a successful resolution, is kept ready as
-:attr:`Recorder.resolved` so that the cached path pays no lookup for it. What the node's other
+and responseCode label it; DNS labels its answers by rcode instead); the hottest series, a
+successful resolution, is kept ready as :attr:`Recorder.resolved` so that the cached path
+pays no lookup for it. What the node's other
 parts count (cache tiers, the sync link) is read from them at exposition time
 (:func:`exposition`).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from resolver import __version__
@@ -133,13 +134,16 @@ class HistogramFamily:
 
 class Recorder:
     """One transport's requests: :meth:`observe` files each under its operation and
-    responseCode."""
+    responseCode (``code_text`` spells a code as its label: DNS names its rcodes)."""
 
-    __slots__ = ("_by", "_family", "resolved", "transport")
+    __slots__ = ("_by", "_code_text", "_family", "resolved", "transport")
 
-    def __init__(self, family: HistogramFamily, transport: str) -> None:
+    def __init__(
+        self, family: HistogramFamily, transport: str, code_text: Callable[[int], str] = str
+    ) -> None:
         self.transport = transport
         self._family = family
+        self._code_text = code_text
         self._by: dict[tuple[str, int], Histogram] = {}
         self.resolved = self.series("resolve", 1)  # the hot path's series, ready
 
@@ -147,7 +151,7 @@ class Recorder:
         """The series of operation ``op`` answered with responseCode ``code``."""
         series = self._by.get((op, code))
         if series is None:
-            series = self._family.labels(self.transport, op, str(code))
+            series = self._family.labels(self.transport, op, self._code_text(code))
             self._by[(op, code)] = series
         return series
 
@@ -168,7 +172,8 @@ class Telemetry:
         self.started = time.time()
         self.requests = HistogramFamily(
             REQUEST_DURATION,
-            "Time to answer a request, by transport, operation and Handle responseCode.",
+            "Time to answer a request, by transport, operation and Handle responseCode "
+            "(DNS: rcode).",
             ("transport", "op", "code"),
         )
         self.store = HistogramFamily(
@@ -180,19 +185,20 @@ class Telemetry:
         # it rather than run the checks, so that a scrape costs no I/O and changes nothing.
         self.readiness: tuple[float, Readiness] | None = None
 
-    def transport(self, name: str) -> Recorder:
+    def transport(self, name: str, code_text: Callable[[int], str] = str) -> Recorder:
         """The recorder of transport ``name`` (``http``, ``native``, ``dns``): one per
-        transport and node, so that its series stay ready."""
+        transport and node, so that its series stay ready (``code_text``: see
+        :class:`Recorder`; the first call's holds)."""
         recorder = self._recorders.get(name)
         if recorder is None:
-            recorder = self._recorders[name] = Recorder(self.requests, name)
+            recorder = self._recorders[name] = Recorder(self.requests, name, code_text)
         return recorder
 
     def request_lines(self) -> list[str]:
         """The requests counter (from the histogram's counts) and the histogram."""
         out = [
             f"# HELP {REQUESTS} Requests answered, by transport, operation and Handle "
-            "responseCode.",
+            "responseCode (DNS: rcode).",
             f"# TYPE {REQUESTS} counter",
         ]
         out += [f"{REQUESTS}{{{s.labels}}} {s.count}" for s in self.requests.series()]

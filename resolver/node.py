@@ -1,6 +1,6 @@
 """One node's resources — store, sealing key, registry, resolver, forwarding — opened and
-closed in one place (the HTTP app's ``cleanup_ctx``, the CLI's commands), never at import
-time."""
+closed in one place (the serving shell, :mod:`resolver.shell`, or a CLI command), never at
+import time."""
 
 from __future__ import annotations
 

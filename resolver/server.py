@@ -1,5 +1,6 @@
-"""Running the node: one event loop per process, ``--workers N`` processes sharing the port
-through SO_REUSEPORT."""
+"""Running the node: one event loop per process serving it through the shell
+(:mod:`resolver.shell`), ``--workers N`` processes sharing every listener's port through
+SO_REUSEPORT, until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,41 +8,23 @@ import asyncio
 import gc
 import os
 import signal
-import ssl
 import subprocess
 import sys
-
-from aiohttp import web
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from resolver import logs
-from resolver.config import Config
-from resolver.http.app import make_app
-from resolver.http.protocol import make_runner
+from resolver.config import Config, split_hostport
+from resolver.listeners import Serving, configured
+from resolver.shell import ServiceFactory, Shell
 
 
-def ssl_context(config: Config) -> ssl.SSLContext | None:
-    if not config.tls_cert or not config.tls_key:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(config.tls_cert, config.tls_key)
-    return ctx
-
-
-async def serve_async(config: Config, *, reuse_port: bool = False) -> None:
-    app = make_app(config)
-    runner = make_runner(app, config, handler_cancellation=True)
-    await runner.setup()
-    settle_heap()
-    ctx = ssl_context(config)
-    site = web.TCPSite(
-        runner,
-        config.http_host,
-        config.http_port,
-        ssl_context=ctx,
-        reuse_port=reuse_port,
-        backlog=1024,
-    )
-    await run_until_signalled(runner, site, "idnode", "https" if ctx else "http")
+async def serve_async(
+    config: Config, *, services: Sequence[ServiceFactory] = (), serving: Serving | None = None
+) -> None:
+    """Serve the node of ``config`` with ``services`` until SIGINT/SIGTERM."""
+    shell = Shell(config, services=services, serving=serving)
+    await run_until_signalled(shell.start, shell.close)
 
 
 # Collection thresholds while serving (CPython's defaults: 700, 10, 10). Serving makes no
@@ -63,23 +46,24 @@ def settle_heap() -> None:
 
 
 async def run_until_signalled(
-    runner: web.AppRunner, site: web.TCPSite, label: str, scheme: str = "http"
+    start: Callable[[], Awaitable[Sequence[str]]], close: Callable[[], Awaitable[None]]
 ) -> None:
-    """Announce ``site``'s address and serve until SIGINT/SIGTERM, then clean up."""
+    """``start`` what is served, settle the heap, announce the lines ``start`` returned, and
+    serve until SIGINT/SIGTERM; then ``close`` (after a failed start too)."""
     try:
-        # Handlers first: whoever reads the line below may signal at once.
+        # Handlers first: whoever reads the lines below may signal at once.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await site.start()
-        for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
-            host, port = sock.getsockname()[:2]
-            # Tests and scripts read this line to find the port when serving on port 0.
-            announce(f"{label} listening on {scheme}://{host}:{port}")
+        lines = await start()
+        settle_heap()
+        for line in lines:
+            # Tests and scripts read these to find the ports when serving on port 0.
+            announce(line)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await close()
 
 
 def announce(line: str) -> None:
@@ -90,13 +74,8 @@ def announce(line: str) -> None:
     os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
 
-def run(config: Config, *, reuse_port: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM; several workers when ``config.workers`` > 1."""
-    logs.configure(config)
-    if config.workers > 1 and not reuse_port:
-        run_workers(config)
-        return
-    main = serve_async(config, reuse_port=reuse_port)
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where there is one."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
@@ -105,9 +84,26 @@ def run(config: Config, *, reuse_port: bool = False) -> None:
         uvloop.run(main)
 
 
+def run(
+    config: Config, *, services: Sequence[ServiceFactory] = (), serving: Serving | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; several workers when ``config.workers`` > 1 (each runs
+    ``idnode serve`` again, and so gets its services from the command line)."""
+    logs.configure(config)  # once, for every listener (and the workers do it themselves)
+    serving = serving or Serving()
+    if config.workers > 1 and not serving.reuse_port:
+        run_workers(config)
+        return
+    run_loop(serve_async(config, services=services, serving=serving))
+
+
 def run_workers(config: Config) -> None:
-    if config.http_port == 0:
-        raise SystemExit("--workers > 1 needs a fixed port (the workers share it)")
+    listeners = configured(config)
+    for kind, address in listeners:
+        if split_hostport(address)[1] == 0:
+            raise SystemExit(
+                f"--workers > 1 needs a fixed port (the workers share it): {kind.name} {address}"
+            )
     cmd = [
         sys.executable,
         "-m",
@@ -115,13 +111,13 @@ def run_workers(config: Config) -> None:
         "serve",
         "--data",
         str(config.data_dir),
-        "--http",
-        config.http,
         "--workers",
         "1",
         "--reuse-port",
     ]
     # Settings that may have come from flags reach the workers as flags too.
+    for kind, address in listeners:
+        cmd += [f"--{kind.name}", address]
     if config.redis_url:
         cmd += ["--redis", config.redis_url]
     if config.tls_cert and config.tls_key:

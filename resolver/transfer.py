@@ -26,8 +26,9 @@ from tqdm import tqdm
 from registry.bulk import BulkSpec, Prepared, Preparer, init_worker, prepare_in_worker
 from registry.errors import HandleError
 from registry.model.jsonvalues import value_to_json
-from registry.service import ImportItemError, ImportResult, Registry
+from registry.service import Registry
 from registry.store.base import Store
+from registry.writes.imports import ImportItemError, ImportResult
 
 
 @dataclass

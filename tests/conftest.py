@@ -21,15 +21,14 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from registry.bootstrap import prefix_values
 from registry.model.identifiers import handle_key, parse, prefix_handle
 from resolver.config import load, write_initial
 from resolver.http.app import make_app
-from resolver.http.protocol import make_runner
 from resolver.node import Node
+from resolver.shell import Shell
 
 NODE_PREFIX = "88.118"
 ENT8, ENT9 = "88.118.8", "88.118.9"
@@ -193,18 +192,14 @@ async def in_process(data: Path, **settings: Any) -> AsyncIterator[int]:
     """The node in ``data`` served in-process as ``idnode serve`` serves it, with
     ``settings`` over the configuration; yields the port."""
     await init_node(data)
-    config = dataclasses.replace(load(data, env={}), **settings)
-    node = await Node.open(config)
-    app = make_app(config, node)
-    runner = make_runner(app, config, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    config = dataclasses.replace(load(data, env={}), http="127.0.0.1:0", **settings)
+    shell = Shell(config)
+    await shell.start()
     try:
-        await site.start()
-        yield site.port
+        (http,) = shell.listeners
+        yield http.addresses[0][1]
     finally:
-        await runner.cleanup()
-        await node.close()
+        await shell.close()
 
 
 @pytest.fixture

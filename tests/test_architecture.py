@@ -39,25 +39,9 @@ NODE_SURFACE = {
     "resolver.node",
 }
 
-# (module, imported module) → why it is still there. Phase 2 of issue 13 removes them.
-PENDING = {
-    (
-        "resolver/http/app.py",
-        "sync.agent",
-    ): "the HTTP app's cleanup_ctx opens the node and starts the SyncAgent; both move to "
-    "the serving shell that starts every listener over one node",
-    **{
-        ("sync/toplevel/web.py", name): "the mock top-level reuses the node's HTTP pieces "
-        "(query parameters, path decoding, JSON and error rendering, signal handling) until "
-        "the outcome table and the serving shell make them protocol-neutral"
-        for name in (
-            "resolver.http",
-            "resolver.http.api",
-            "resolver.http.respond",
-            "resolver.server",
-        )
-    },
-}
+# (module, imported module) → why it is still there; an entry that is no longer needed fails
+# the test, so the list only shrinks. Issue 13 emptied it.
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def imports(module: str, source: str) -> list[tuple[int, str]]:

@@ -46,7 +46,7 @@ async def test_foreign_prefixes_are_forwarded_only_while_configured(node: Node) 
     for handle in ("99.1/x", "99.1"):
         with pytest.raises(ServerError) as caught:
             await resolver.resolve(Query(handle))
-        assert caught.value.http == 502 and "0.NA/99.1" in caught.value.message
+        assert caught.value.status == 502 and "0.NA/99.1" in caught.value.message
 
     node.forwarding.configure(None)
     assert resolver.forward is None

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from registry.bootstrap import prefix_values
 from registry.model.jsonvalues import value_to_json
 from resolver.config import STORE_FILE, load
-from resolver.http.app import make_app
-from resolver.http.protocol import make_runner
 from resolver.node import Node
+from resolver.shell import Shell
+from sync.agent import SyncAgent
 from tests.conftest import JSON, NODE_ADMIN, free_port, init_node
 from tests.procs import cli, serving
 from tests.redisproc import redis_server
@@ -62,18 +61,16 @@ async def running(data: Path, init: bool = True, **settings: Any) -> AsyncIterat
     to act on its store."""
     if init:
         await init_node(data)
-    config = dataclasses.replace(load(data, env={}), **settings)
-    node = await Node.open(config)
-    runner = make_runner(make_app(config, node), config, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    config = dataclasses.replace(load(data, env={}), http="127.0.0.1:0", **settings)
+    shell = Shell(config, services=[SyncAgent])
+    await shell.start()
     try:
-        await site.start()
+        (http,) = shell.listeners
+        assert shell.node is not None
         async with aiohttp.ClientSession() as session:
-            yield Running(f"http://127.0.0.1:{site.port}", node, session)
+            yield Running(f"http://127.0.0.1:{http.addresses[0][1]}", shell.node, session)
     finally:
-        await runner.cleanup()
-        await node.close()
+        await shell.close()
 
 
 def checks(body: dict[str, Any]) -> dict[str, Any]:

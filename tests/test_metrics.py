@@ -12,9 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import dns.asyncquery
+import dns.message
+import dns.name
+import dns.rdatatype
 
 from resolver import __version__
+from resolver.dns.config import DnsConfig
+from resolver.dns.listener import start_dns
+from resolver.dns.names import NameMap, zone_name
 from resolver.metrics import LATENCY_BUCKETS, Histogram
+from resolver.native import client as native_client
+from resolver.native.listener import start_native
 from tests.conftest import ENT8, ENT8_ADMIN, JSON, basic
 from tests.test_health import Running, running
 
@@ -176,6 +185,62 @@ async def test_metrics_count_every_kind_of_request(tmp_path: Path) -> None:
     assert exp.value("idnode_build_info", version=__version__, python=python) == 1
     assert exp.types["idnode_build_info"] == "gauge"
     assert exp.value("idnode_sync_pending_items") >= 1  # the sync backlog: the write, at least
+
+
+async def test_native_and_dns_answers_are_counted_under_their_transports(
+    tmp_path: Path,
+) -> None:
+    """Over real sockets: the native listener's answers by op and responseCode, its hot
+    path's (UDP and TCP) among them, and the DNS listener's by rcode, cached or not."""
+    handle = f"{ENT8}/WIRE"
+    zone = "id.example."
+    async with running(tmp_path / "node") as n:
+        async with n.session.put(
+            f"{n.url}/api/handles/{handle}", json=URL_VALUE, headers={**ENT8_ADMIN, **JSON}
+        ) as r:
+            assert r.status == 201
+        native = await start_native(n.node, "127.0.0.1", 0)
+        dns_listener = await start_dns(n.node, DnsConfig.from_text("127.0.0.1:0", zone))
+        try:
+            host, port = native.address
+            for tcp in (False, False, True):  # the first resolves, then the hot path answers
+                reply = await native_client.resolve(host, port, handle, tcp=tcp)
+                assert reply.header.response_code == 1
+            assert len(native.service.hot) == 1  # a reply shape kept: answered hot
+            missing = await native_client.resolve(host, port, f"{ENT8}/NOPE")
+            assert missing.header.response_code == 100
+            assert (await native_client.site_info(host, port)).header.response_code == 1
+
+            name = NameMap(zone_name(zone)).to_name(handle)
+            dns_port = dns_listener.port
+            for ask in (dns.asyncquery.udp, dns.asyncquery.udp, dns.asyncquery.tcp):
+                q = dns.message.make_query(name, dns.rdatatype.URI)
+                answer = await ask(q, "127.0.0.1", timeout=10, port=dns_port)
+                assert answer.rcode() == 0 and answer.answer
+            nope = NameMap(zone_name(zone)).to_name(f"{ENT8}/NOPE")
+            for ask_name, rcode in ((nope, 3), (dns.name.from_text("example."), 5)):
+                q = dns.message.make_query(ask_name, dns.rdatatype.URI)
+                answer = await dns.asyncquery.udp(q, "127.0.0.1", timeout=10, port=dns_port)
+                assert answer.rcode() == rcode, (ask_name, answer)
+        finally:
+            await dns_listener.close()
+            await native.close()
+        exp = await scrape(n)
+    check_histograms(exp)
+
+    def count(transport: str, op: str, code: str) -> float:
+        return exp.value("idnode_requests_total", transport=transport, op=op, code=code)
+
+    assert count("native", "resolve", "1") == 3
+    assert count("native", "resolve", "100") == 1
+    assert count("native", "siteinfo", "1") == 1
+    assert count("dns", "query", "NOERROR") == 3
+    assert count("dns", "query", "NXDOMAIN") == 1
+    assert count("dns", "query", "REFUSED") == 1
+    native_series = {
+        dict(k)["op"] for k in exp.series("idnode_requests_total") if ("transport", "native") in k
+    }
+    assert native_series == {"resolve", "siteinfo"}  # nothing else answered, nothing else counted
 
 
 async def test_metrics_report_the_last_readiness(tmp_path: Path) -> None:

@@ -182,6 +182,15 @@ async def test_prefix_on_a_resolves_verified_through_b(
         assert status == 300 and body["responseCode"] == 302, body
         assert body["referralHandle"] == "0.NA/88.200"
         assert [v["type"] for v in body["values"]] == ["HS_SITE"]
+        # The proxy tells it as the same referral, never B's site values as the handle's own.
+        proxied = f"{a.url}/88.200/ANY"
+        accept = {"Accept": "application/json"}
+        async with s.get(proxied, headers=accept, allow_redirects=False) as r:
+            assert (r.status, await r.json()) == (300, body)
+        async with s.get(proxied, allow_redirects=False) as r:
+            page = await r.text()
+            assert r.status == 300 and r.content_type == "text/html", page
+        assert "<title>Referral — 88.200/ANY</title>" in page and "<b>0.NA/88.200</b>" in page
 
         # Loops and hop limits are refused with responseCode 6.
         for headers in ({"X-Idnode-Via": app_b}, {"X-Idnode-Hops": "4"}):

@@ -137,5 +137,5 @@ async def test_a_toplevel_that_does_not_answer_is_a_502_naming_what_was_asked() 
         )
         with pytest.raises(ServerError) as caught:
             await remote.fetch(parse("99.1/x"), 0, ())
-    assert caught.value.http == 502
+    assert caught.value.status == 502
     assert "0.NA/99.1" in caught.value.message

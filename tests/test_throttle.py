@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 from registry.auth import FailureThrottle, parse_identity
+from registry.authz import Principal
+from registry.errors import AuthenticationFailed, Throttled
 from registry.model.admin import AdminRef
 
 NODE = parse_identity("300:0.NA/88.118")
@@ -143,3 +145,33 @@ def test_a_huge_count_does_not_overflow_the_delay() -> None:
     t = FailureThrottle(clock=clock, identity_free=10**9, address_free=10**9)
     t._fails[("pair", A, "0.NA/88.118")] = (5000, clock.now)
     assert t.retry_after(A, NODE) == pytest.approx(t.cap)
+
+
+async def test_an_attempt_is_judged_and_counted_whichever_protocol_proves_it() -> None:
+    """FailureThrottle.attempt, as HTTP Basic and the native challenge-response use it: the
+    proof is not even asked for while the attempt must wait, and each outcome is counted."""
+    clock = Clock()
+    t = FailureThrottle(clock=clock, free=1, forget=600.0)
+    asked: list[AdminRef] = []
+
+    async def wrong(who: AdminRef) -> Principal:
+        asked.append(who)
+        raise AuthenticationFailed()
+
+    async def right(who: AdminRef) -> Principal:
+        asked.append(who)
+        return Principal(who)
+
+    with pytest.raises(AuthenticationFailed):
+        await t.attempt(A, NODE, wrong)
+    with pytest.raises(Throttled) as caught:
+        await t.attempt(A, NODE, right)
+    assert caught.value.retry_after == 1 and asked == [NODE]  # refused before the proof
+    clock.now += 1.0
+    assert (await t.attempt(A, NODE, right)).identity == NODE
+    assert t.retry_after(A, NODE) == 0  # the pair's success cleared its count
+    # Credentials that name nobody: a failure, counted against the address, never proved.
+    t = FailureThrottle(clock=clock, address_free=1)
+    with pytest.raises(AuthenticationFailed):
+        await t.attempt(B, None, right)
+    assert asked == [NODE, NODE] and t.retry_after(B, ENT8) == pytest.approx(1.0)

@@ -20,7 +20,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from registry.errors import (
+    BAD_GATEWAY,
+    RC_ERROR,
     RC_HANDLE_NOT_FOUND,
+    RC_SUCCESS,
+    RC_VALUES_NOT_FOUND,
     HandleError,
     HandleNotFound,
     NotResponsible,
@@ -212,12 +216,15 @@ class Remote:
         if status == 404 or code == RC_HANDLE_NOT_FOUND:
             self._answers.put(ident.key, None, NEGATIVE_TTL)
             raise HandleNotFound()
-        if status != 200 or code != 1:
+        if status != 200 or code not in (RC_SUCCESS, RC_VALUES_NOT_FOUND):
+            if not 400 <= status < 600:  # no answer of the API's: the other node failed
+                raise ServerError(
+                    f"{base} answered HTTP {status} for {ident.text}"[:300], outcome=BAD_GATEWAY
+                )
             message = body.get("message")
             raise RemoteError(
-                code if isinstance(code, int) else 2,
+                code if isinstance(code, int) else RC_ERROR,
                 message if isinstance(message, str) else None,
-                http=status if 400 <= status < 600 else 502,
             )
         with _unanswered():
             values = values_of(body, ident.text)
@@ -240,4 +247,4 @@ def _unanswered() -> Iterator[None]:
     try:
         yield
     except FetchError as exc:
-        raise ServerError(str(exc), http=502) from None
+        raise ServerError(str(exc), outcome=BAD_GATEWAY) from None

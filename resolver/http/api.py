@@ -12,7 +12,6 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
@@ -20,18 +19,22 @@ from multidict import istr
 
 from registry.cache.entry import CacheEntry
 from registry.errors import (
-    RC_SERVICE_REFERRAL,
-    RC_SUCCESS,
-    RC_VALUES_NOT_FOUND,
+    BODY_TIMEOUT,
+    BODY_TOO_LARGE,
+    CREATED,
+    METHOD_NOT_ALLOWED,
+    NO_SUCH_ENDPOINT,
+    SUCCESS,
     HandleExists,
     InvalidHandle,
+    Outcome,
     ProtocolError,
-    http_status,
 )
+from registry.model import jsonapi, jsonbody
 from registry.model.identifiers import handle_key, parse
-from registry.model.jsonvalues import value_from_json, value_to_json
+from registry.model.jsonapi import API_HANDLES
+from registry.model.jsonvalues import value_to_json
 from registry.model.site import Interface, single_server_site
-from registry.model.values import Value
 from resolver import __version__
 from resolver.core import Answer, Query
 from resolver.forward.base import (
@@ -41,7 +44,6 @@ from resolver.forward.base import (
     VIA_HEADER,
     parse_hops,
 )
-from resolver.http import params
 from resolver.http.credentials import principal
 from resolver.http.keys import ECHO, NODE
 from resolver.http.observe import adopt_incoming, response_code
@@ -49,25 +51,10 @@ from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 from resolver.metrics import LATENCY_BUCKETS
 from resolver.requestid import REQUEST_ID_HEADER
 
-API_HANDLES = "/api/handles/"
-
 
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
     """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
-    return raw_handle(request.raw_path, prefix)
-
-
-def raw_handle(raw: str, prefix: str = API_HANDLES) -> str:
-    """:func:`path_handle` of the raw request target ``raw``."""
-    if "?" in raw:
-        raw = raw.partition("?")[0]
-    rest = raw[len(prefix) :] if raw.startswith(prefix) else ""
-    if "%" not in rest:
-        return rest
-    try:
-        return unquote_to_bytes(rest).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidHandle("Handle is not valid UTF-8 (check its percent-escapes)") from None
+    return jsonapi.path_handle(request.raw_path, prefix)
 
 
 def shown(header: str) -> str:
@@ -77,6 +64,8 @@ def shown(header: str) -> str:
 
 
 async def read_json(request: web.Request) -> Any:
+    """The JSON body of a write: ``application/json``, no larger than ``max_body`` and
+    received within ``body_timeout``."""
     ctype = request.headers.get("Content-Type", "")
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime != "application/json":
@@ -89,39 +78,14 @@ async def read_json(request: web.Request) -> Any:
         async with asyncio.timeout(config.body_timeout):
             body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise ProtocolError(f"Request body larger than {config.max_body} bytes", http=413) from None
+        raise ProtocolError(
+            f"Request body larger than {config.max_body} bytes", outcome=BODY_TOO_LARGE
+        ) from None
     except TimeoutError:
         raise ProtocolError(
-            f"Request body not received within {config.body_timeout:g} s", http=408
+            f"Request body not received within {config.body_timeout:g} s", outcome=BODY_TIMEOUT
         ) from None
-    if not body.strip():
-        raise ProtocolError("Invalid JSON in PUT request: the body is empty")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"Invalid JSON in PUT request: {exc}") from None
-
-
-def values_from_body(body: Any) -> tuple[list[Value], str | None]:
-    """Values and the optional ``handle`` field of a PUT body."""
-    handle = None
-    if isinstance(body, dict) and "values" in body:
-        handle = body.get("handle")
-        if handle is not None and not isinstance(handle, str):
-            raise ProtocolError("The body's handle field must be a string")
-        items = body["values"]
-        if not isinstance(items, list):
-            raise ProtocolError("values must be a JSON array")
-    elif isinstance(body, list):
-        items = body
-    elif isinstance(body, dict) and "index" in body:
-        items = [body]
-    else:
-        raise ProtocolError(
-            'Invalid JSON in PUT request: expected {"values":[...]}, an array '
-            "of values, or one value"
-        )
-    return [value_from_json(v) for v in items], handle
+    return jsonbody.decode(body)
 
 
 JSON_HEADERS = {"Content-Type": JSON_TYPE}
@@ -130,7 +94,8 @@ JSON_HEADERS = {"Content-Type": JSON_TYPE}
 _AUTHORIZATION, _ORIGIN = istr("Authorization"), istr("Origin")
 _HOPS, _VIA = istr(HOPS_HEADER), istr(VIA_HEADER)
 _REQUEST_ID = istr(REQUEST_ID_HEADER)  # a request that brings an id gets it echoed
-_ANSWER_HEAD, _ANSWER_VALUES = b'{"responseCode":1,"handle":', b',"values":'
+_ANSWER_HEAD = b'{"responseCode":%d,"handle":' % SUCCESS.response_code
+_ANSWER_VALUES = b',"values":'
 
 
 PUBLIC_JSON = "answer"  # the cache entry's rendering this API sends: its whole answer
@@ -155,8 +120,8 @@ def answer_body(entry: CacheEntry, handle: str) -> bytes:
     return b"".join((_ANSWER_HEAD, orjson.dumps(handle), values))
 
 
-def _ok(handle: str, status: int = 200) -> web.Response:
-    return json_response({"responseCode": 1, "handle": handle}, status)
+def _ok(handle: str, outcome: Outcome = SUCCESS) -> web.Response:
+    return json_response({"responseCode": outcome.response_code, "handle": handle}, outcome.http)
 
 
 async def get_handle(request: web.Request) -> web.StreamResponse:
@@ -168,7 +133,7 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
     handle: str | None = None
     try:
         raw = request.raw_path
-        handle = raw_handle(raw)
+        handle = jsonapi.path_handle(raw)
         headers = request.headers
         if (
             "?" not in raw
@@ -192,64 +157,63 @@ async def get_handle(request: web.Request) -> web.StreamResponse:
         else:
             adopt_incoming(request)
             q = request.query
-            indexes, _ = params.indexes(q)
+            indexes, _ = jsonapi.indexes(q)
             hops, via = parse_hops(headers)
             query = Query(
                 handle,
                 indexes,
-                params.types(q),
-                authoritative=bool(params.flag(q, "auth")),
-                public_only=params.flag(q, "publicOnly"),
+                jsonapi.types(q),
+                authoritative=bool(jsonapi.flag(q, "auth")),
+                public_only=jsonapi.flag(q, "publicOnly"),
                 who=await principal(request, node, required=False),
                 hops=hops,
                 via=via,
             )
         answer = await node.resolver.resolve(query)
-        code = RC_SUCCESS
-        if answer.referral is not None or answer.verified is not None:
-            response = _remote_answer(handle, answer)
-            if answer.referral is not None:
-                code = RC_SERVICE_REFERRAL
-            elif not answer.values:
-                code = RC_VALUES_NOT_FOUND
-        elif answer.empty:
-            code = RC_VALUES_NOT_FOUND
-            response = json_response({"responseCode": code, "values": [], "handle": handle})
-        elif answer.whole and answer.entry is not None:
+        outcome = answer.outcome
+        if outcome is SUCCESS and answer.whole and answer.entry is not None:
             # The cached entry's public answer, rendered once per entry.
             response = web.Response(body=answer_body(answer.entry, handle), headers=JSON_HEADERS)
         else:
-            values_json = [value_to_json(v) for v in answer.values]
-            response = json_response({"responseCode": 1, "handle": handle, "values": values_json})
+            response = answer_response(handle, answer, outcome)
     except Exception as exc:
         if handle is not None:
             request[ECHO] = handle  # the error answer echoes it
         node.telemetry.http.observe("resolve", response_code(exc), perf_counter() - start)
         return failure(request, exc)
     http = node.telemetry.http
-    series = http.resolved if code == RC_SUCCESS else http.series("resolve", code)
+    series = http.resolved if outcome is SUCCESS else http.series("resolve", outcome.response_code)
     series.observe(perf_counter() - start)
     return cors(request, response)
 
 
-def _remote_answer(handle: str, answer: Answer) -> web.Response:
-    """A referral (HTTP 300, responseCode 302) or an answer another node gave, marked with
-    whether it verified up to the top-level root."""
+def answer_response(handle: str, answer: Answer, outcome: Outcome) -> web.Response:
+    """The JSON answer for ``answer`` (whose :attr:`~Answer.outcome` is ``outcome``) to a query
+    of ``handle``: its values, none, or a referral to the prefix record whose site values it
+    carries; an answer another node gave is marked with whether it verified up to the
+    top-level root."""
     values = [value_to_json(v) for v in answer.values]
+    code = outcome.response_code
+    body: dict[str, Any]
     if answer.referral is not None:
         body = {
-            "responseCode": RC_SERVICE_REFERRAL,
+            "responseCode": code,
             "handle": handle,
             "referralHandle": answer.referral,
             "values": values,
         }
-        return json_response(body, http_status(RC_SERVICE_REFERRAL))
-    extra = {VERIFIED_HEADER: "true" if answer.verified else "false"}
-    if answer.unverified_reason:
-        reason = answer.unverified_reason.replace("\r", " ").replace("\n", " ")
-        extra[VERIFY_ERROR_HEADER] = reason.encode("ascii", "replace").decode("ascii")[:500]
-    code = 1 if values else 200
-    return json_response({"responseCode": code, "handle": handle, "values": values}, 200, extra)
+        return json_response(body, outcome.http)
+    extra = None
+    if answer.verified is not None:
+        extra = {VERIFIED_HEADER: "true" if answer.verified else "false"}
+        if answer.unverified_reason:
+            reason = answer.unverified_reason.replace("\r", " ").replace("\n", " ")
+            extra[VERIFY_ERROR_HEADER] = reason.encode("ascii", "replace").decode("ascii")[:500]
+    if values:
+        body = {"responseCode": code, "handle": handle, "values": values}
+    else:  # the reference's key order for "nothing matched"
+        body = {"responseCode": code, "values": values, "handle": handle}
+    return json_response(body, outcome.http, extra)
 
 
 async def put_handle(request: web.Request) -> web.Response:
@@ -258,12 +222,12 @@ async def put_handle(request: web.Request) -> web.Response:
     request[ECHO] = handle
     q = request.query
     who = await principal(request, node, required=True)
-    mint = bool(params.flag(q, "mintNewSuffix"))
+    mint = bool(jsonapi.flag(q, "mintNewSuffix"))
     if mint and "/" not in handle:
         raise InvalidHandle("mintNewSuffix needs a path ending in 'PREFIX/' (or 'PREFIX/start')")
     body = await read_json(request)
-    values, body_handle = values_from_body(body)
-    indexes, various = params.indexes(q)
+    values, body_handle = jsonbody.values_from_body(body)
+    indexes, various = jsonapi.indexes(q)
     if indexes and set(indexes) != {v.index for v in values}:
         raise ProtocolError(
             "Mismatched indexes in PUT request: the index parameters must "
@@ -279,18 +243,18 @@ async def put_handle(request: web.Request) -> web.Response:
             )
         if indexes or various:
             result = await node.registry.put_values(
-                ident, values, overwrite=params.overwrite(q), who=who
+                ident, values, overwrite=jsonapi.overwrite(q), who=who
             )
         else:
             try:
                 result = await node.registry.put_record(
-                    ident, values, overwrite=False if mint else params.overwrite(q), who=who
+                    ident, values, overwrite=False if mint else jsonapi.overwrite(q), who=who
                 )
             except HandleExists:
                 if mint:
                     continue  # a UUID collision: mint another
                 raise
-        return _ok(target, 201 if result.created else 200)
+        return _ok(target, CREATED if result.created else SUCCESS)
     raise HandleExists("Could not mint a fresh suffix")
 
 
@@ -299,7 +263,7 @@ async def delete_handle(request: web.Request) -> web.Response:
     handle = path_handle(request)
     request[ECHO] = handle
     who = await principal(request, node, required=True)
-    indexes, _ = params.indexes(request.query)
+    indexes, _ = jsonapi.indexes(request.query)
     ident = parse(handle)
     if indexes:
         await node.registry.delete_values(ident, indexes, who)
@@ -318,13 +282,13 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
     who = await principal(request, node, required=True)
     assert who is not None
     page_raw, size_raw = q.get("page"), q.get("pageSize")
-    page = params.integer(page_raw, "page") if page_raw is not None else None
-    size = params.integer(size_raw, "pageSize") if size_raw is not None else None
+    page = jsonapi.integer(page_raw, "page") if page_raw is not None else None
+    size = jsonapi.integer(size_raw, "pageSize") if size_raw is not None else None
     if page is not None and size is not None and page >= 0 and size > 0:
         result = await node.listings.list_handles(prefix, who, page, size)
         return json_response(
             {
-                "responseCode": 1,
+                "responseCode": SUCCESS.response_code,
                 "prefix": prefix,
                 "totalCount": str(result.total),
                 "page": page,
@@ -337,7 +301,7 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
     resp = cors(request, web.StreamResponse(headers={"Content-Type": JSON_TYPE}))
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    head = {"responseCode": 1, "prefix": prefix, "totalCount": str(total)}
+    head = {"responseCode": SUCCESS.response_code, "prefix": prefix, "totalCount": str(total)}
     await resp.write(orjson.dumps(head)[:-1] + b',"handles":[')
     first = True
     async for handles in chunks:
@@ -355,7 +319,11 @@ async def list_prefixes(request: web.Request) -> web.Response:
     await principal(request, node, required=True)
     prefixes = await node.listings.prefixes()
     return json_response(
-        {"responseCode": 1, "totalCount": str(len(prefixes)), "prefixes": prefixes}
+        {
+            "responseCode": SUCCESS.response_code,
+            "totalCount": str(len(prefixes)),
+            "prefixes": prefixes,
+        }
     )
 
 
@@ -376,7 +344,7 @@ def site_info(request: web.Request) -> dict[str, Any]:
 
 
 async def get_site(request: web.Request) -> web.Response:
-    return json_response({"responseCode": 1, "site": site_info(request)})
+    return json_response({"responseCode": SUCCESS.response_code, "site": site_info(request)})
 
 
 REVERSE_RESERVED = {"limit"}
@@ -392,7 +360,7 @@ async def reverse_lookup(request: web.Request) -> web.Response:
         raise ProtocolError(
             "Give exactly one TYPE=pattern to look for, e.g. ?URL=https://example.org/*"
         )
-    limit = params.integer(q.get("limit", "1000"), "limit")
+    limit = jsonapi.integer(q.get("limit", "1000"), "limit")
     if limit <= 0:
         raise ProtocolError("limit must be positive")
     vtype, pattern = terms[0]
@@ -403,5 +371,8 @@ KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles"}
 
 
 async def unknown_api(request: web.Request) -> web.Response:
-    status = 405 if request.path.rstrip("/") in KNOWN_API else 404
-    raise ProtocolError(f"Unknown HTTP API endpoint {request.method} {request.path}", http=status)
+    known = request.path.rstrip("/") in KNOWN_API
+    raise ProtocolError(
+        f"Unknown HTTP API endpoint {request.method} {request.path}",
+        outcome=METHOD_NOT_ALLOWED if known else NO_SUCH_ENDPOINT,
+    )

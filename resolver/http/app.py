@@ -1,5 +1,5 @@
-"""The aiohttp application: routes, the error boundary around every handler, and the node's
-lifetime in ``cleanup_ctx``.
+"""The aiohttp application: routes and the error boundary around every handler, over a node
+the serving shell (:mod:`resolver.shell`) opened and will close.
 
 The error boundary (:func:`resolver.http.respond.guard`) is what an aiohttp middleware would
 be, applied to each route's handler when the route is added instead: aiohttp wraps every
@@ -12,8 +12,6 @@ path does not allow — inside the boundary too, so every request is answered by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
 from resolver.config import Config
@@ -22,7 +20,6 @@ from resolver.http.keys import NODE
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
 from resolver.node import Node
-from sync.agent import SyncAgent
 
 
 async def no_route(request: web.Request) -> web.StreamResponse:
@@ -60,25 +57,12 @@ OPERATIONS: dict[Handler, str] = {
 }
 
 
-def make_app(config: Config, node: Node | None = None) -> web.Application:
-    """The HTTP app for ``config``. With ``node`` the caller owns the node's lifetime."""
+def make_app(config: Config, node: Node) -> web.Application:
+    """The HTTP app for ``config`` over ``node`` (whose lifetime is the caller's)."""
     app = web.Application(client_max_size=config.max_body)
-
-    async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        opened = node or await Node.open(config)
-        # Cached records carry this API's rendering of them, through Redis too.
-        opened.cache.renderers[api.PUBLIC_JSON] = api.render_public
-        app[NODE] = opened
-        agent = SyncAgent(opened)  # reporting to the top-level, cross-node routing
-        await agent.start()
-        try:
-            yield
-        finally:
-            await agent.stop()
-            if node is None:
-                await opened.close()
-
-    app.cleanup_ctx.append(lifetime)
+    # Cached records carry this API's rendering of them, through Redis too.
+    node.cache.renderers[api.PUBLIC_JSON] = api.render_public
+    app[NODE] = node
     r = app.router
 
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:

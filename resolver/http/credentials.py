@@ -1,4 +1,6 @@
-"""HTTP Basic authentication of Handle identities.
+"""HTTP Basic authentication of Handle identities: the header read here, the attempt
+judged by the node's throttle and authenticator (:meth:`registry.auth.FailureThrottle.attempt`,
+shared with every protocol that authenticates).
 
 The user name is the percent-encoded identity ``index:handle`` (``300%3A0.NA%2F88.118.8``);
 the password is the HS_SECKEY secret. Credentials are honoured over TLS, and over plain HTTP
@@ -17,12 +19,7 @@ from aiohttp import web
 
 from registry.auth import parse_identity
 from registry.authz import Principal
-from registry.errors import (
-    AuthenticationFailed,
-    AuthenticationNeeded,
-    Throttled,
-    UnsupportedAuthScheme,
-)
+from registry.errors import CREDENTIALS_NEED_TLS, AuthenticationNeeded, UnsupportedAuthScheme
 from registry.model.admin import AdminRef
 from resolver.node import Node
 
@@ -54,31 +51,24 @@ async def principal(request: web.Request, node: Node, *, required: bool) -> Prin
         return None
     if not transport_allows(request, node.config.plain_credentials):
         if required:
-            raise AuthenticationNeeded("Credentials are accepted only over HTTPS", http=403)
+            raise AuthenticationNeeded(
+                "Credentials are accepted only over HTTPS", outcome=CREDENTIALS_NEED_TLS
+            )
         return None
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "basic":
         raise UnsupportedAuthScheme()
-    source = request.remote or "?"
     identity: AdminRef | None
+    secret = b""
     try:
         user, sep, secret = base64.b64decode(token.strip(), validate=True).partition(b":")
         if not sep:
             raise ValueError("no password")
         identity = parse_identity(unquote(user.decode("utf-8"), errors="strict"))
     except (binascii.Error, ValueError):
-        identity = None
-    throttle = node.throttle
-    wait = throttle.retry_after(source, identity)
-    if wait > 0:
-        raise Throttled(throttle.ceil(wait))
-    if identity is None:
-        throttle.failed(source, None)
-        raise AuthenticationFailed("")
-    try:
-        who = await node.registry.authenticator.verify_secret(identity, secret)
-    except AuthenticationFailed:
-        throttle.failed(source, identity)
-        raise
-    throttle.succeeded(source, identity)
-    return who
+        identity = None  # malformed: a failed attempt all the same
+
+    async def prove(identity: AdminRef) -> Principal:
+        return await node.registry.authenticator.verify_secret(identity, secret)
+
+    return await node.throttle.attempt(request.remote or "?", identity, prove)

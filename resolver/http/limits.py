@@ -19,7 +19,7 @@ up the process's file descriptors, after which no new client gets in at all.
   :data:`WARN_EVERY` seconds.
 
 The keep-alive timeout is aiohttp's own; the body deadline is enforced where a body is read
-(``resolver.http.api.read_json``) and, for a body no handler reads, by aiohttp's lingering
+(:func:`resolver.http.api.read_json`) and, for a body no handler reads, by aiohttp's lingering
 time, set to the same value (:func:`handler_options`).
 """
 
@@ -29,6 +29,7 @@ import asyncio
 import logging
 import resource
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web
@@ -74,10 +75,11 @@ def handler_options(limits: Limits) -> dict[str, Any]:
     return {"keepalive_timeout": limits.keepalive_timeout, "lingering_time": limits.body_timeout}
 
 
-def busy_answer(content_type: str, body: bytes) -> bytes:
-    """A whole HTTP/1.1 ``503`` answer that closes the connection, to write at once."""
+def busy_answer(content_type: str, body: bytes, status: int = 503) -> bytes:
+    """A whole HTTP/1.1 answer (``503`` unless told otherwise) that closes the connection,
+    to write at once."""
     return (
-        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {content_type}\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     ).encode("ascii") + body
 

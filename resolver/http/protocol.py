@@ -18,7 +18,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_request import BaseRequest
 
-from registry.errors import HandleError, ProtocolError, ServerBusy, ServerError
+from registry.errors import (
+    HEADER_TOO_LONG,
+    TIMED_OUT,
+    HandleError,
+    ProtocolError,
+    ServerBusy,
+    ServerError,
+)
 from resolver.config import Config
 from resolver.http.limits import LimitedProtocol, LimitedRunner, Limits, busy_answer, connection_cap
 from resolver.http.observe import ACCESS, access_log_class
@@ -31,20 +38,21 @@ MESSAGE_MAX = 200  # characters of the parser's message that an answer and the l
 
 def _busy() -> bytes:
     error = ServerBusy("Server too busy: too many open connections")
-    return busy_answer(
-        JSON_TYPE, orjson.dumps({"responseCode": error.response_code, "message": error.message})
-    )
+    body = orjson.dumps({"responseCode": error.response_code, "message": error.message})
+    return busy_answer(JSON_TYPE, body, error.status)
 
 
 def rejection(exc: HttpProcessingError) -> HandleError:
     """The Handle error for a request aiohttp's parser rejected with ``exc``."""
     if isinstance(exc, LineTooLong):
         limit = exc.args[1] if len(exc.args) > 1 else "the limit of"
-        return ProtocolError(f"Request line or header longer than {limit} bytes", http=431)
+        return ProtocolError(
+            f"Request line or header longer than {limit} bytes", outcome=HEADER_TOO_LONG
+        )
     # The parser's message: a description, then (on later lines) the offending bytes.
     lines = (exc.message or "").splitlines()
     first = lines[0].rstrip(" :") if lines else ""
-    return ProtocolError(f"Bad request: {first or 'malformed HTTP'}"[:MESSAGE_MAX], http=400)
+    return ProtocolError(f"Bad request: {first or 'malformed HTTP'}"[:MESSAGE_MAX])
 
 
 class NodeProtocol(LimitedProtocol):
@@ -69,7 +77,8 @@ class NodeProtocol(LimitedProtocol):
             # A handler failed outside the error boundary (which logs and answers itself):
             # a bug, whose traceback helps.
             log.error("error handling a request from %s", request.remote, exc_info=exc)
-            error = ServerError(http=status)
+            # aiohttp's 504: the handler ran out of time; anything else is an error.
+            error = ServerError(outcome=TIMED_OUT if status == TIMED_OUT.http else None)
         if request.writer.output_size > 0:
             # As aiohttp: part of an answer is out, so the connection cannot carry this one.
             raise ConnectionError("an answer was partly sent: no error answer can follow")

@@ -10,13 +10,12 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from registry.errors import HandleError, HandleNotFound
-from registry.model.jsonvalues import data_to_json, iso_time, value_to_json
+from registry.errors import HandleError, HandleNotFound, Outcome
+from registry.model.jsonvalues import data_to_json, iso_time
 from registry.model.values import URL, type_key
 from resolver.core import Answer, Query
-from resolver.http.api import path_handle
+from resolver.http.api import answer_response, path_handle
 from resolver.http.keys import ECHO, NODE
-from resolver.http.respond import json_response
 
 HTML = "text/html"
 
@@ -93,7 +92,14 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _values_page(answer: Answer, schemes: tuple[str, ...]) -> web.Response:
+def _values_page(
+    answer: Answer,
+    schemes: tuple[str, ...],
+    *,
+    title: str = "Handle Proxy",
+    intro: str = "",
+    status: int = 200,
+) -> web.Response:
     rows = []
     for v in answer.values:
         data = data_to_json(v.type, v.data)
@@ -105,14 +111,26 @@ def _values_page(answer: Answer, schemes: tuple[str, ...]) -> web.Response:
             f"<tr><td>{v.index}</td><td>{html.escape(v.type)}</td><td>{cell}</td>"
             f"<td>{iso_time(v.timestamp)}</td></tr>"
         )
-    title = f"Handle Proxy — {answer.handle}"
     body = (
-        f'<h1>{html.escape(answer.handle)}</h1><table border="1" cellpadding="4">'
+        f'<h1>{html.escape(answer.handle)}</h1>{intro}<table border="1" cellpadding="4">'
         "<tr><th>Index</th><th>Type</th><th>Data</th><th>Timestamp</th></tr>"
         + "".join(rows)
         + "</table>"
     )
-    return _page(title, body)
+    return _page(f"{title} — {answer.handle}", body, status)
+
+
+def _referral(request: web.Request, answer: Answer, outcome: Outcome) -> web.Response:
+    """A referral as the API tells it (HTTP 300): its JSON, or a page naming the prefix
+    record to follow, with the site values it carries — never as the handle's own values."""
+    if _wants_json(request):
+        return answer_response(answer.handle, answer, outcome)
+    assert answer.referral is not None
+    intro = (
+        "<p>Served by another node: follow its prefix record "
+        f"<b>{html.escape(answer.referral)}</b>, whose sites are these.</p>"
+    )
+    return _values_page(answer, (), title="Referral", intro=intro, status=outcome.http)
 
 
 async def proxy(request: web.Request) -> web.Response:
@@ -132,6 +150,9 @@ async def proxy(request: web.Request) -> web.Response:
             f"<h1>{html.escape(title)}</h1><p>{html.escape(handle)}: {html.escape(text)}</p>",
             exc.status,
         )
+    outcome = answer.outcome
+    if answer.referral is not None:
+        return _referral(request, answer, outcome)
     schemes = node.config.redirect_schemes
     if not noredirect:
         # The first URL value that can be redirected to; with none, the values page.
@@ -153,11 +174,5 @@ async def proxy(request: web.Request) -> web.Response:
                     f'<body><a href="{link}">{link}</a></body></html>',
                 )
     if _wants_json(request):
-        return json_response(
-            {
-                "responseCode": 1,
-                "handle": handle,
-                "values": [value_to_json(v) for v in answer.values],
-            }
-        )
+        return answer_response(handle, answer, outcome)
     return _values_page(answer, schemes)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from registry.errors import (
     RC_SUCCESS,
+    UNKNOWN_METHOD,
     AuthenticationFailed,
     AuthenticationNeeded,
     HandleError,
@@ -23,7 +24,9 @@ from registry.errors import (
     ServerError,
     Throttled,
     UnsupportedAuthScheme,
+    protocol_outcome,
 )
+from registry.model.jsonapi import error_json
 from resolver.http.keys import ECHO, NODE
 from resolver.http.observe import adopt_incoming, echo_request_id, response_code
 
@@ -84,18 +87,14 @@ def auth_headers(basic: bool = True, error: str | None = None) -> list[tuple[str
 def error_response(exc: HandleError, handle: str | None) -> web.Response:
     """The HTTP answer for ``exc``: ``{"responseCode":N[,"message":M][,"handle":H]}``."""
     if isinstance(exc, AuthenticationFailed):
-        # Wrong credentials: 401 with no body, as Handle clients expect.
-        resp = web.Response(status=401)
+        # Wrong credentials: 401 (the table's row for them) with no body, as Handle clients
+        # expect.
+        resp = web.Response(status=exc.status)
         basic = not isinstance(exc, UnsupportedAuthScheme)
         for k, v in auth_headers(basic=basic, error=exc.message):
             resp.headers.add(k, v)
         return resp
-    body: dict[str, Any] = {"responseCode": exc.response_code}
-    if exc.message:
-        body["message"] = exc.message
-    if handle is not None:
-        body["handle"] = handle
-    resp = json_response(body, exc.status)
+    resp = json_response(error_json(exc, handle), exc.status)
     if isinstance(exc, AuthenticationNeeded) and exc.status == 401:
         for k, v in auth_headers():
             resp.headers.add(k, v)
@@ -112,7 +111,7 @@ def failure(request: web.Request, exc: Exception) -> web.StreamResponse:
         return cors(request, error_response(exc, request.get(ECHO)))
     if isinstance(exc, web.HTTPException):
         if request.path.startswith("/api") and exc.status >= 400:
-            error = ProtocolError(exc.reason, http=exc.status)
+            error = ProtocolError(exc.reason, outcome=protocol_outcome(exc.status))
             return cors(request, error_response(error, request.get(ECHO)))
         raise cors(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
@@ -133,7 +132,7 @@ def guard(handler: Handler, op: str = "other") -> Handler:
             adopt_incoming(request)
             method = request.method
             if method not in KNOWN_METHODS:
-                error = ProtocolError(f"Unknown method {method}", http=501)
+                error = ProtocolError(f"Unknown method {method}", outcome=UNKNOWN_METHOD)
                 code = error.response_code
                 return cors(request, error_response(error, None))
             if method == "OPTIONS":

@@ -9,6 +9,7 @@ the port), gives up after a timeout, and answers nothing it has not fully receiv
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ from resolver.native.readers import decode, decode_message
 
 DATAGRAM_SIZE = 512  # both ends receive into 512-byte buffers
 PAYLOAD_SIZE = DATAGRAM_SIZE - ENVELOPE_SIZE  # 492
+_MESSAGE_ID = struct.Struct(">i")
 
 
 def fragment_count(message_length: int) -> int:
@@ -37,6 +39,21 @@ def datagrams(envelope: Envelope, message: bytes) -> list[bytes]:
     return [
         encode_envelope(envelope, length, i, ENV_TC) + view[off : off + PAYLOAD_SIZE]
         for i, off in enumerate(range(0, length, PAYLOAD_SIZE))
+    ]
+
+
+def split_frame(frame: bytes) -> list[bytes]:
+    """A framed message (envelope + message, e.g. from :func:`~.writers.encode_frame`) as the
+    datagrams :func:`datagrams` sends for it, reusing the frame's envelope bytes."""
+    length = len(frame) - ENVELOPE_SIZE
+    if length <= PAYLOAD_SIZE:
+        return [frame]
+    view = memoryview(frame)
+    head = bytes((frame[0], frame[1], frame[2] | ENV_TC)) + view[3:12]
+    total = view[16:ENVELOPE_SIZE]
+    return [
+        b"".join((head, _MESSAGE_ID.pack(i), total, view[off : off + PAYLOAD_SIZE]))
+        for i, off in enumerate(range(ENVELOPE_SIZE, len(frame), PAYLOAD_SIZE))
     ]
 
 

@@ -196,3 +196,13 @@ def blind_error(response_code: int, message: str, expiration: int, op_code: int 
     site-info serial -1."""
     header = Header(op_code, response_code, BLIND_FLAGS, -1, 0, expiration)
     return Message(blind_envelope(), header, ErrorResponse(message))
+
+
+def referral_body(handle: str, values: Iterable[Value]) -> OpaqueBody:
+    """The body of a service or prefix referral (rc 302/303): the referral handle and its
+    values (the HS_SITE values of the service referred to), laid out as a resolution reply's
+    body. Decoders keep it opaque (:mod:`.messages`)."""
+    try:
+        return OpaqueBody(_text(handle) + _values(values))
+    except (struct.error, UnicodeEncodeError) as exc:
+        raise LocalProtocolError(f"referral: {exc}") from None

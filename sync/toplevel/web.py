@@ -12,7 +12,9 @@ import asyncio
 import logging
 import math
 import random
+import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,14 +26,11 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from registry.errors import HandleError
+from registry.errors import NO_VALUES, SUCCESS, HandleError, HandleNotFound
+from registry.model import jsonapi
 from registry.model.filters import ValueFilter
 from registry.model.identifiers import prefix_handle
 from registry.model.jsonvalues import value_to_json
-from resolver.http import params
-from resolver.http.api import path_handle
-from resolver.http.respond import error_response, json_response
-from resolver.server import run_until_signalled
 from sync import protocol
 from sync.toplevel import home, intake, page, views
 from sync.toplevel.intake import IntakeError, Signed
@@ -43,7 +42,8 @@ R = TypeVar("R")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 INTAKE = "/intake/"
-API_HANDLES = "/api/handles/"
+API_HANDLES = jsonapi.API_HANDLES
+JSON_TYPE = "application/json;charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,21 @@ class TopLevel:
 
 
 TL = web.AppKey("toplevel", TopLevel)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        headers={"Content-Type": JSON_TYPE, **(headers or {})},
+    )
+
+
+def handle_error(exc: HandleError, handle: str | None) -> web.Response:
+    """A Handle API error, answered as idnode answers it."""
+    return json_response(jsonapi.error_json(exc, handle), exc.status)
 
 
 def error(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -180,22 +195,24 @@ async def get_handle(request: web.Request) -> web.Response:
     """``0.0/0.0`` and routed ``0.NA/<prefix>`` records, answered as idnode answers."""
     tl = request.app[TL]
     try:
-        handle = path_handle(request, API_HANDLES)
-        indexes, _ = params.indexes(request.query)
-        selection = ValueFilter(params.types(request.query), indexes)
+        handle = jsonapi.path_handle(request.raw_path)
+        indexes, _ = jsonapi.indexes(request.query)
+        selection = ValueFilter(jsonapi.types(request.query), indexes)
     except HandleError as exc:
-        return error_response(exc, None)
+        return handle_error(exc, None)
     lookup = handle if "/" in handle else prefix_handle(handle)  # as idnode: 88.118 → 0.NA/…
     values = await tl.call(views.record, tl.root, lookup, tl.record_ttl, int(time.time()))
     if values is None:
-        return json_response({"responseCode": 100, "handle": handle}, 404)
+        return handle_error(HandleNotFound(), handle)
     if selection:
         values = tuple(selection.select(values))
-        if not values:
-            return json_response({"responseCode": 200, "values": [], "handle": handle})
-    return json_response(
-        {"responseCode": 1, "handle": handle, "values": [value_to_json(v) for v in values]}
-    )
+    if not values:
+        return json_response(
+            {"responseCode": NO_VALUES.response_code, "values": [], "handle": handle},
+            NO_VALUES.http,
+        )
+    body = {"handle": handle, "values": [value_to_json(v) for v in values]}
+    return json_response({"responseCode": SUCCESS.response_code, **body}, SUCCESS.http)
 
 
 # --- read-only views -------------------------------------------------------------------------
@@ -254,8 +271,22 @@ async def _serve(tl: TopLevel, host: str, port: int) -> None:
     runner = web.AppRunner(make_app(tl), handler_cancellation=True)
     await runner.setup()
     tl.started = time.monotonic()  # the downtime window counts from here
-    site = web.TCPSite(runner, host, port)
-    await run_until_signalled(runner, site, "idnode-toplevel")
+    try:
+        # Handlers first: whoever reads the line below may signal at once.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        for sock in getattr(site._server, "sockets", ()):  # aiohttp has no public accessor
+            bound, bound_port = sock.getsockname()[:2]
+            # Tests and scripts read this line to find the port when serving on port 0.
+            sys.stdout.write(f"idnode-toplevel listening on http://{bound}:{bound_port}\n")
+            sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def serve(data: Path, host: str, port: int, *, record_ttl: int, faults: Faults) -> None:
