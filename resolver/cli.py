@@ -108,6 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         redis_url=args.redis,
+        dns_zone=args.dns_zone,
         log_format=args.log_format,
         access_log=True if args.access_log else None,
         **{kind.name: getattr(args, kind.name) for kind in LISTENER_KINDS},
@@ -375,6 +376,11 @@ def parser() -> argparse.ArgumentParser:
     _data_arg(p)
     for kind in LISTENER_KINDS:  # one flag per transport: --http HOST:PORT, ...
         p.add_argument(f"--{kind.name}", metavar="HOST:PORT", help=kind.help)
+    p.add_argument(
+        "--dns-zone",
+        metavar="ZONE",
+        help="the DNS zone identifiers are named under (default from config: id.example.)",
+    )
     p.add_argument(
         "--workers", type=positive_int, help="worker processes sharing the listeners' ports"
     )

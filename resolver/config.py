@@ -29,12 +29,33 @@ class ConfigError(Exception):
     """The configuration is unusable; the message says what to fix."""
 
 
+NATIVE_PORT = 2641  # the Handle protocol's port
+DEFAULT_DNS_ZONE = "id.example."  # resolver.dns.DEFAULT_ZONE, without importing dnspython
+
+
+def native_address(text: str) -> str:
+    """``HOST:PORT``, or ``HOST`` alone for the Handle protocol's own port 2641."""
+    try:
+        split_hostport(text)
+    except ConfigError:
+        host = text.strip()
+        bracketed = host.startswith("[") and host.endswith("]")  # an IPv6 address alone
+        if not host or (":" in host and not bracketed):
+            raise
+        text = f"{host}:{NATIVE_PORT}"
+        split_hostport(text)
+    return text
+
+
 @dataclass(frozen=True)
 class Config:
     data_dir: Path
     prefixes: tuple[str, ...] = ()
     name: str = "idnode"
     http: str = "127.0.0.1:8000"
+    native: str = ""  # native Handle protocol, UDP and TCP (HOST[:PORT], port 2641); "": off
+    dns: str = ""  # DNS front end, UDP and TCP (HOST:PORT); "": off
+    dns_zone: str = DEFAULT_DNS_ZONE  # the zone identifiers are named under
     workers: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -171,8 +192,12 @@ def _coerce(name: str, raw: Any) -> Any:
             return Path(raw) if raw else None
         if name == "plain_credentials" and raw not in PLAIN_CREDENTIALS:
             raise ConfigError(f"plain_credentials must be one of {', '.join(PLAIN_CREDENTIALS)}")
-        if name == "http":
+        if name in ("http", "dns") and raw:
             split_hostport(str(raw))
+        if name == "native" and raw:
+            return native_address(str(raw))
+        if name == "dns_zone" and not str(raw).strip(". "):
+            raise ConfigError("dns_zone must name a zone, e.g. id.example.")
         if name == "log_level" and str(raw).lower() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if name == "log_format" and str(raw).lower() not in LOG_FORMATS:

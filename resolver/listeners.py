@@ -91,12 +91,44 @@ async def _http(node: Node, config: Config, host: str, port: int, serving: Servi
     return await start_http(node, config, host, port, serving)
 
 
+async def _native(node: Node, config: Config, host: str, port: int, serving: Serving) -> Listener:
+    from resolver.native.listener import start_native
+
+    listener = await start_native(node, host, port, reuse_port=serving.reuse_port)
+    address = [listener.address]
+    lines = listening_lines("hdl-udp", address) + listening_lines("hdl-tcp", address)
+    return Running(address, lines, listener.close)
+
+
+async def _dns(node: Node, config: Config, host: str, port: int, serving: Serving) -> Listener:
+    from resolver.dns.config import DnsConfig
+    from resolver.dns.listener import start_dns
+    from resolver.dns.records import ZoneConfig
+
+    zone = ZoneConfig.from_text(config.dns_zone)
+    listener = await start_dns(node, DnsConfig(host, port, zone, reuse_port=serving.reuse_port))
+    address = [(listener.host, listener.port)]
+    lines = listening_lines("dns-udp", address) + listening_lines("dns-tcp", address)
+    return Running(address, lines, listener.close)
+
+
 # Started in this order (and closed in the reverse one).
 KINDS: tuple[ListenerKind, ...] = (
     ListenerKind(
         "http",
         "HTTP listen address (default from config: 127.0.0.1:8000; port 0 picks a free port)",
         _http,
+    ),
+    ListenerKind(
+        "native",
+        "native Handle protocol listen address, UDP and TCP (HOST alone: port 2641; "
+        "default from config: off)",
+        _native,
+    ),
+    ListenerKind(
+        "dns",
+        "DNS listen address, UDP and TCP (default from config: off; zone: --dns-zone)",
+        _dns,
     ),
 )
 

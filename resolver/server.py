@@ -118,6 +118,8 @@ def run_workers(config: Config) -> None:
     # Settings that may have come from flags reach the workers as flags too.
     for kind, address in listeners:
         cmd += [f"--{kind.name}", address]
+    if config.dns:
+        cmd += ["--dns-zone", config.dns_zone]
     if config.redis_url:
         cmd += ["--redis", config.redis_url]
     if config.tls_cert and config.tls_key:

@@ -23,6 +23,7 @@ from registry.signing import jws
 from registry.signing.keys import jwk_thumbprint, verify_signature
 from registry.signing.payloads import CertClaims, ClaimsError, cert_claims_of, identity_key
 from registry.store.base import Change, Record, Report
+from resolver.config import split_hostport
 from resolver.node import Node
 from sync.client import IntakeClient, IntakeError
 from sync.protocol import REGISTER_PATH
@@ -71,12 +72,15 @@ async def register(
     config, ring = node.config, node.keyring
     url = (public_url or config.base_url).rstrip("/")
     key = ring.key(0)
+    # The native interfaces are published when the node serves the Handle protocol.
+    port = split_hostport(config.native)[1] if config.native else None
+    port = port or None  # port 0 (a test's free port) is nothing to publish
     body = {
         "app_id": app_id,
         "identity": ring.root_identity,
         "public_key": key.public_jwk(),
         "prefixes": list(config.prefixes),
-        "site": {"http": url, "address": _address(url), "tcp_port": None, "udp_port": None},
+        "site": {"http": url, "address": _address(url), "tcp_port": port, "udp_port": port},
         "name": config.name,
     }
     async with aiohttp.ClientSession() as session:

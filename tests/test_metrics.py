@@ -24,11 +24,13 @@ from resolver.dns.names import NameMap, zone_name
 from resolver.metrics import LATENCY_BUCKETS, Histogram
 from resolver.native import client as native_client
 from resolver.native.listener import start_native
-from tests.conftest import ENT8, ENT8_ADMIN, JSON, basic
+from tests.conftest import ENT8, ENT8_ADMIN, JSON, basic, init_node
+from tests.procs import Served, cli, serving
 from tests.test_health import Running, running
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE = re.compile(rf"^({NAME})(?:\{{(.*)\}})? (\S+)$")
+ANNOUNCED = re.compile(r"^idnode listening on ([a-z-]+)://(\S+):(\d+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 Labels = tuple[tuple[str, str], ...]
 
@@ -241,6 +243,43 @@ async def test_native_and_dns_answers_are_counted_under_their_transports(
         dict(k)["op"] for k in exp.series("idnode_requests_total") if ("transport", "native") in k
     }
     assert native_series == {"resolve", "siteinfo"}  # nothing else answered, nothing else counted
+
+
+async def announced(served: Served, count: int) -> dict[str, tuple[str, int]]:
+    """The ``count`` announce lines after the HTTP one: scheme -> (host, port)."""
+    assert served.proc.stdout is not None
+    found = {}
+    for _ in range(count):
+        m = ANNOUNCED.match((await served.proc.stdout.readline()).decode().strip())
+        assert m, "an announce line per listener address"
+        found[m.group(1)] = (m.group(2), int(m.group(3)))
+    return found
+
+
+async def test_idnode_serve_reports_every_transport_in_one_metrics(tmp_path: Path) -> None:
+    """The listeners ``idnode serve --native --dns`` starts count into the node whose
+    ``/metrics`` the HTTP listener serves."""
+    data = tmp_path / "node"
+    await init_node(data)
+    handle = f"{ENT8}/SERVED"
+    done = cli("put", handle, "--data", data, "--value", "URL=https://example.com/s")
+    assert done.returncode == 0, done.stderr
+    zone = "id.test."
+    extra = ("--native", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--dns-zone", zone)
+    async with serving(data, *extra) as served, aiohttp.ClientSession() as session:
+        lines = await announced(served, 4)
+        reply = await native_client.resolve(*lines["hdl-udp"], handle)
+        assert reply.header.response_code == 1
+        name = NameMap(zone_name(zone)).to_name(handle)
+        dns_host, dns_port = lines["dns-udp"]
+        q = dns.message.make_query(name, dns.rdatatype.URI)
+        assert (await dns.asyncquery.udp(q, dns_host, port=dns_port, timeout=10)).rcode() == 0
+        async with session.get(f"{served.url}/metrics") as r:
+            assert r.status == 200
+            exp = parse(await r.text())
+    count = exp.series("idnode_requests_total")
+    assert count[(("code", "1"), ("op", "resolve"), ("transport", "native"))] == 1
+    assert count[(("code", "NOERROR"), ("op", "query"), ("transport", "dns"))] == 1
 
 
 async def test_metrics_report_the_last_readiness(tmp_path: Path) -> None:
