@@ -1,4 +1,4 @@
-"""The one async store interface every backend implements (SQLite now, PostgreSQL later).
+"""The one async store interface every backend implements (SQLite, PostgreSQL).
 
 Records are addressed by *key* (:func:`registry.model.identifiers.handle_key`). Every write
 goes through :meth:`Store.transact`: the store reads the named records, hands them to a pure
@@ -30,6 +30,22 @@ class StoreClosed(ServerError):
     """The store is not open (never opened, or closed)."""
 
     default_message = "Store is closed"
+
+
+class StoreConfigError(ValueError):
+    """The store location is unusable as given: it names no backend this node has, or the
+    backend refuses it for a reason the operator must fix (the message says which)."""
+
+
+class StoreUnavailable(ServerError):
+    """The store's database server cannot be reached (connection refused or lost, server
+    shutting down): a 503 the client may retry. A write that fails with it was not
+    acknowledged; whether it was applied is unknown only when the message says so."""
+
+    default_message = "The registry database is unavailable; try again"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, http=503)
 
 
 class StoreDamaged(Exception):
@@ -123,6 +139,8 @@ class Tally:
 Change = Put | PutEncoded | Delete | Report | Tally
 
 STAT_FIELDS = ("registrations", "updates", "deletions", "resolutions")
+# Seconds reported statistics rows are kept (totals then cover this long a period).
+STATS_RETENTION = 400 * 86400
 
 
 @dataclass(frozen=True, slots=True)
