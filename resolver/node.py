@@ -64,7 +64,7 @@ class Node:
         except KeyFileError as exc:
             raise ConfigError(f"signing key: {exc}") from None
         try:
-            store = await open_store(config.store_path)
+            store = await open_store(config.store_location)
         except StoreConfigError as exc:
             raise ConfigError(f"store: {exc}") from None
         except StoreDamaged as exc:  # what to do is the operator's call: say what is wrong

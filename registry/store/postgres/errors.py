@@ -49,11 +49,14 @@ _CONFIG = (
 
 def redact(dsn: str) -> str:
     """``dsn`` without its password (for messages and logs)."""
+    # Here, not from the factory, which imports this package.
+    parts = None
     try:
         parts = urlsplit(dsn)
         if parts.password is None:
             return dsn
         host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
         netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     except ValueError:  # not a URL we can take apart: say nothing of it
         return "postgresql://..."
