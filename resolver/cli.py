@@ -107,7 +107,7 @@ async def cmd_init(args: argparse.Namespace) -> int:
     from resolver.node import Node
 
     flags = {"signing_alg": args.signing_alg, "store": config_store}
-    node = await Node.open(load(data, flags), create_keys=True)
+    node = await Node.open(load(data, flags), create_keys=True, serving=False)
     try:
         await node.registry.import_records(
             [(parse(prefix_handle(args.prefix)), prefix_values(args.prefix, secret))]

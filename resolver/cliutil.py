@@ -55,7 +55,9 @@ async def opened_node(args: argparse.Namespace, **flags: Any) -> AsyncIterator[N
     from registry.store.base import StoreDamaged  # here: the command line stays cheap
     from resolver.node import Node
 
-    node = await Node.open(load(data_dir(args), {"store": store_flag(args), **flags}))
+    node = await Node.open(
+        load(data_dir(args), {"store": store_flag(args), **flags}), serving=False
+    )
     try:
         yield node
     except StoreDamaged as exc:  # found by the command's reads or writes

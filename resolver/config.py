@@ -54,6 +54,7 @@ class Config:
     cache_bytes: int = 64 << 20  # in-process tier bound, bytes
     cache_max_ttl: float = 3600.0  # cap on how long a record stays cached
     cache_negative_ttl: float = 5.0  # how long "not found" stays cached
+    cache_lease: float = 4.0  # shared store: seconds a host caches without hearing the others
     signing_alg: str = "EdDSA"  # for keys made by init/rotate: EdDSA, ES256 or RS256
     signature_validity: int = 400 * 86400  # seconds a record signature stays valid
     key_passphrase: str | None = None  # encrypts the key files (prefer the environment)
@@ -163,6 +164,11 @@ def _coerce(name: str, raw: Any) -> Any:
             number = float(raw)
             if not number >= 0:
                 raise ConfigError(f"{name} must not be negative")
+            return number
+        if name == "cache_lease":
+            number = float(raw)
+            if not number >= 0.5:
+                raise ConfigError("cache_lease must be at least 0.5 seconds")
             return number
         if name in (
             "heartbeat_interval",

@@ -61,7 +61,7 @@ async def make_demo(data: Path, store: str | None = None) -> int:
     the configured one, else the SQLite file in ``data``)."""
     # Keys are made only with the node: an existing node that lost them must not get new ones.
     fresh = _prepare_dir(data, store)
-    node = await Node.open(load(data, {"store": store}), create_keys=fresh)
+    node = await Node.open(load(data, {"store": store}), create_keys=fresh, serving=False)
     try:
         items = [
             (parse(prefix_handle(NODE_PREFIX)), prefix_values(NODE_PREFIX, NODE_SECRET)),

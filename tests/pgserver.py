@@ -102,3 +102,17 @@ def fresh_database() -> Iterator[str]:
         yield database_url(name)
     finally:
         _in_thread(lambda: _execute(admin_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def terminate_backends(dsn: str, where: str = "true") -> int:
+    """End the other sessions on ``dsn``'s database matching the SQL condition ``where``
+    over pg_stat_activity (what a server restart does to them); how many."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        ended = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({where})"
+        )
+        return int(ended)
+    finally:
+        await conn.close()

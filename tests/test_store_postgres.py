@@ -23,7 +23,7 @@ from registry.store.base import (
 from registry.store.factory import make_store, open_store
 from registry.store.postgres import PostgresStore, lookup, schema
 from registry.store.postgres.errors import redact
-from tests.pgserver import database_url, fresh_database
+from tests.pgserver import database_url, fresh_database, terminate_backends
 from tests.store_contract import TIMEOUT, put, record, started, url
 
 
@@ -40,19 +40,6 @@ async def store(dsn: str) -> AsyncIterator[PostgresStore]:
     await s.open()
     yield s
     await s.close()
-
-
-async def terminate_backends(dsn: str) -> int:
-    """End every other session on ``dsn``'s database (as a server restart would)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        ended = await conn.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return int(ended)
-    finally:
-        await conn.close()
 
 
 def increment(key: str) -> object:

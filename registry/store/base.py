@@ -9,10 +9,11 @@ request and every import batch atomic and serialisable without locks in the call
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from registry.errors import ServerError
 from registry.model.values import Value, type_key
@@ -161,6 +162,12 @@ class OutboxSummary:
     dead: int  # items the top-level refused for good (kept for the operator)
 
 
+def key_hash(key: str) -> int:
+    """The CRC-32 by which a written key is announced to other hosts (and by which their
+    generation tables pick its slot): stable across processes and hosts."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass"))
+
+
 def lookup_entries(values: Sequence[Value]) -> Iterator[tuple[str, str]]:
     """(type key, text) of the values reverse lookup can find: not HS_ types, short UTF-8."""
     for value in values:
@@ -255,3 +262,28 @@ class Store(Protocol):
     async def stats_totals(self) -> dict[str, dict[str, int]]:
         """Counts per prefix over all intervals kept (reported or not; reported ones are
         kept for 400 days)."""
+
+
+class CacheListener(Protocol):
+    """What a serving process's cache does with news from a store several hosts share."""
+
+    def invalidate(self, hashes: Sequence[int] | None) -> None:
+        """Another host wrote the keys with these hashes (:func:`key_hash`; None: too
+        many to name)."""
+
+    def coherent(self, yes: bool) -> None:
+        """The cache may be used (the process hears every other host's writes), or must
+        not be any more."""
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A store that several hosts serve at once (PostgreSQL): each host's cache must hear
+    the others' writes. Until :meth:`share` is called the store tells nobody of its writes."""
+
+    async def share(self, host: int, lease: float, listener: CacheListener | None) -> None:
+        """Join the hosts: every write of this store is acknowledged only once every other
+        host has applied it to its cache (or is known not to use its cache). ``host``: the
+        id of this host's generation table; ``lease``: seconds this process may use its
+        cache without hearing from the database; ``listener``: its cache (None: this
+        process never caches, it only writes)."""

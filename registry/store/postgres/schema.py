@@ -59,7 +59,14 @@ _V1 = (
     "CREATE INDEX stats_unreported ON stats (reported, start)",
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1,)
+_V2 = (
+    # The serving processes of every host and how long each may use its cache
+    # (registry/store/postgres/channel.py).
+    "CREATE TABLE cache_members (member text PRIMARY KEY, host bigint NOT NULL,"
+    " lease_until timestamptz NOT NULL)",
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"

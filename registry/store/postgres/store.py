@@ -29,6 +29,7 @@ from typing import Any, NoReturn, TypeVar
 import asyncpg
 
 from registry.store.base import (
+    CacheListener,
     Mutation,
     OutboxItem,
     OutboxSummary,
@@ -36,9 +37,11 @@ from registry.store.base import (
     StoreClosed,
     StoreDamaged,
     StoreUnavailable,
+    key_hash,
 )
 from registry.store.postgres import lookup, reports, schema
 from registry.store.postgres.apply import apply
+from registry.store.postgres.channel import ChangeChannel, Notice
 from registry.store.postgres.errors import RETRYABLE, is_unavailable, redact, translate
 from registry.store.postgres.plan import (
     Plan,
@@ -103,6 +106,7 @@ class PostgresStore:
         self._idle: asyncio.Event | None = None
         self._batch: list[tuple[str, asyncio.Future[Record | None]]] = []
         self._batches: set[asyncio.Task[None]] = set()
+        self._channel: ChangeChannel | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r})"
@@ -173,6 +177,8 @@ class PostgresStore:
                     await self._drain()
                 finally:
                     self._draining = False
+            if self._channel is not None:
+                await self._channel.stop()
             await self._close_pools()
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
@@ -210,6 +216,16 @@ class PostgresStore:
     def _leave(self) -> None:
         self._busy -= 1
         self._settled()
+
+    async def share(self, host: int, lease: float, listener: CacheListener | None) -> None:
+        """Join the other hosts serving this database (:mod:`.channel`): from now on each
+        write returns once every other host's cache has it. ``host``: this host's id;
+        ``lease``: seconds; ``listener``: this process's cache (None: it never caches)."""
+        self._check_open()
+        if self._channel is not None:
+            raise RuntimeError("the store is shared already")
+        self._channel = ChangeChannel(self.dsn, host, lease, listener)
+        await self._channel.start()
 
     async def schema_version(self) -> int:
         """The schema version recorded in the database."""
@@ -409,13 +425,22 @@ class PostgresStore:
                 try:
                     pool = self._write_pool
                     assert pool is not None
-                    async with (
-                        pool.acquire() as conn,
-                        _discarded_if_lost(conn),
-                        conn.transaction(),
-                    ):
-                        result = await self._transaction(conn, wanted, mutation, bulk)
-                        committing = True  # the transaction commits as the block ends
+                    channel, notice = self._channel, None
+                    try:
+                        async with pool.acquire() as conn, _discarded_if_lost(conn):
+                            async with conn.transaction():
+                                result, notice = await self._transaction(
+                                    conn, wanted, mutation, bulk, channel
+                                )
+                                committing = True  # the transaction commits as the block ends
+                            if channel is not None and notice is not None:
+                                hosts = await channel.hosts(conn)
+                        if channel is not None and notice is not None:
+                            # The connection is back in the pool while the hosts answer.
+                            await channel.settle(notice, hosts)
+                    finally:
+                        if channel is not None and notice is not None:
+                            channel.drop(notice)
                     return result
                 except _NeedsBulk:
                     bulk = True
@@ -431,8 +456,15 @@ class PostgresStore:
             self._leave()
 
     async def _transaction(
-        self, conn: asyncpg.Connection, wanted: list[str], mutation: Mutation[R], bulk: bool
-    ) -> R:
+        self,
+        conn: asyncpg.Connection,
+        wanted: list[str],
+        mutation: Mutation[R],
+        bulk: bool,
+        channel: ChangeChannel | None,
+    ) -> tuple[R, Notice | None]:
+        """The body of :meth:`transact`'s transaction: its result, and the notice of its
+        writes sent to the other hosts (if it shares the store with them)."""
         locked: set[str] = set(wanted)
         if bulk:
             await conn.execute(_LOCK_ALL, BULK_LOCK)
@@ -448,7 +480,13 @@ class PostgresStore:
         if not bulk:
             await self._lock_written(conn, plan, locked, exists)
         await apply(conn, plan, exists)
-        return result  # type: ignore[no-any-return]
+        notice: Notice | None = None
+        if channel is not None:
+            written = [key_hash(k) for step in plan.steps for k in step.keys]
+            if written:
+                notice = channel.notice(written)
+                await channel.send(conn, notice)
+        return result, notice
 
     async def _lock_written(
         self, conn: asyncpg.Connection, plan: Plan, locked: set[str], exists: dict[str, bool]
