@@ -289,3 +289,23 @@ async def test_close_lets_reads_already_asked_for_finish(store: PostgresStore) -
     tasks = await started([store.get("88.1/A") for _ in range(5)])
     await store.close()
     assert [t.result() for t in tasks] == [record("88.1/a")] * 5
+
+
+async def test_a_lease_has_one_holder_and_passes_on_when_its_session_ends(
+    dsn: str, store: PostgresStore
+) -> None:
+    first, second = store.lease("role"), store.lease("role")
+    other = store.lease("another role")
+    try:
+        assert await first.try_acquire() and await first.try_acquire()  # kept
+        assert not await second.try_acquire()
+        assert await other.try_acquire()  # a lease of another name is apart
+        await terminate_backends(dsn, "application_name = 'idnode-lease-role'")
+        assert not await first.try_acquire()  # its session ended: lost, and it says so
+        assert await second.try_acquire()
+        assert not await first.try_acquire()
+        await second.release()
+        assert await first.try_acquire()
+    finally:
+        for lease in (first, second, other):
+            await lease.release()

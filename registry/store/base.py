@@ -276,6 +276,16 @@ class CacheListener(Protocol):
         not be any more."""
 
 
+class Lease(Protocol):
+    """A role one process at a time holds (e.g. sending the outbox); lost with the process."""
+
+    async def try_acquire(self) -> bool:
+        """Whether this process holds the role now (kept if held, taken if free)."""
+
+    async def release(self) -> None:
+        """Give the role up."""
+
+
 @runtime_checkable
 class SharedStore(Protocol):
     """A store that several hosts serve at once (PostgreSQL): each host's cache must hear
@@ -287,3 +297,6 @@ class SharedStore(Protocol):
         id of this host's generation table; ``lease``: seconds this process may use its
         cache without hearing from the database; ``listener``: its cache (None: this
         process never caches, it only writes)."""
+
+    def lease(self, name: str) -> Lease:
+        """The role ``name`` among every process of every host of this store."""

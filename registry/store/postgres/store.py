@@ -43,6 +43,7 @@ from registry.store.postgres import lookup, reports, schema
 from registry.store.postgres.apply import apply
 from registry.store.postgres.channel import ChangeChannel, Notice
 from registry.store.postgres.errors import RETRYABLE, is_unavailable, redact, translate
+from registry.store.postgres.lease import AdvisoryLease
 from registry.store.postgres.plan import (
     Plan,
     decode,
@@ -226,6 +227,10 @@ class PostgresStore:
             raise RuntimeError("the store is shared already")
         self._channel = ChangeChannel(self.dsn, host, lease, listener)
         await self._channel.start()
+
+    def lease(self, name: str) -> AdvisoryLease:
+        """The role ``name`` among every process on this database (:mod:`.lease`)."""
+        return AdvisoryLease(self.dsn, name)
 
     async def schema_version(self) -> int:
         """The schema version recorded in the database."""
