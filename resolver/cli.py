@@ -33,6 +33,7 @@ from resolver import __version__, keycmds
 from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int, store_flag
 from resolver.config import Config, ConfigError, load, store_location, write_initial
 from resolver.dns.command import add_parser as add_dns_name_parser
+from resolver.migrate import add_parser as add_migrate_parser
 from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
 
@@ -503,6 +504,7 @@ def parser() -> argparse.ArgumentParser:
 
     keycmds.add_parsers(sub, _data_arg)
     add_dns_name_parser(sub)  # `idnode dns-name`: handle <-> DNS name (resolver/dns/)
+    add_migrate_parser(sub)  # `idnode migrate`: copy the registry between stores
     sync_cli.add_parsers(sub, _data_arg)  # `idnode sync`: register, status (sync/)
     toplevel_cli.add_parsers(sub)  # `idnode toplevel`: the mock top-level node (sync/)
     add_bench_subcommand(sub)  # `idnode bench`: the benchmark harness (bench/)
