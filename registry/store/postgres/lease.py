@@ -32,32 +32,38 @@ class AdvisoryLease:
 
     async def try_acquire(self) -> bool:
         """Whether this process holds the lease now: kept if held (checked on the server),
-        else taken if free. Never raises: an unreachable server means not held."""
-        try:
-            if self._conn is None or self._conn.is_closed():
-                self.held = False
-                self._conn = await asyncpg.connect(
-                    self.dsn,
-                    timeout=TIMEOUT,
-                    server_settings={"application_name": f"idnode-lease-{self.name}"},
-                )
-            if self.held:
-                # Still ours while the session lives: one round trip says it does.
-                await asyncio.wait_for(self._conn.fetchval("SELECT 1"), TIMEOUT)
-            else:
-                self.held = bool(
-                    await asyncio.wait_for(
-                        self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *self.key),
-                        TIMEOUT,
+        else taken if free. A lease lost since the last try is reported (False) once. Never
+        raises: an unreachable server means not held."""
+        if self.held and (self._conn is None or self._conn.is_closed()):
+            return await self._lost("its session ended")
+        for attempt in (1, 2):
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(
+                        self.dsn,
+                        timeout=TIMEOUT,
+                        server_settings={"application_name": f"idnode-lease-{self.name}"},
                     )
-                )
+                if self.held:  # still ours while the session lives: one round trip says so
+                    await asyncio.wait_for(self._conn.fetchval("SELECT 1"), TIMEOUT)
+                    return True
+                lock = self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *self.key)
+                self.held = bool(await asyncio.wait_for(lock, TIMEOUT))
                 if self.held:
                     log.info("lease %s: taken", self.name)
-        except Exception as exc:
-            if self.held:
-                log.warning("lease %s: lost (%s)", self.name, exc or repr(exc))
-            await self._drop()
-        return self.held
+                return self.held
+            except Exception as exc:
+                if self.held:
+                    return await self._lost(str(exc) or repr(exc))
+                await self._drop()  # an idle session that had ended: once more, afresh
+                if attempt == 2:
+                    log.debug("lease %s: not taken (%s)", self.name, exc)
+        return False
+
+    async def _lost(self, why: str) -> bool:
+        log.warning("lease %s: lost (%s)", self.name, why)
+        await self._drop()
+        return False
 
     async def release(self) -> None:
         """Give the lease up (closing the session releases it)."""
