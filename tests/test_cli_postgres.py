@@ -124,3 +124,37 @@ def test_a_relative_sqlite_store_is_in_the_data_directory(tmp_path: Path) -> Non
     assert load(data, {"store": "plain.db"}, env={}).store_location == str(data / "plain.db")
     with pytest.raises(ConfigError, match="store: sqlite: needs a file path"):
         load(data, {"store": "sqlite:"}, env={})
+
+
+async def test_signing_and_key_rotation_on_postgresql(dsn: str, tmp_path: Path) -> None:
+    """Every record re-signed by `idnode keys rotate` (batches of the store's bulk path),
+    and each verifies against the node's root afterwards."""
+    data = tmp_path / "node"
+    ok(await asyncio.to_thread(cli, "init", "--data", data, "--prefix", "88.118", "--store", dsn))
+    ok(await asyncio.to_thread(cli, "prefix", "create", "88.118.8", "--data", data))
+    lines = "".join(
+        json.dumps(
+            {
+                "handle": f"88.118.8/R{i}",
+                "values": [{"index": 1, "type": "URL", "data": f"https://e/{i}"}],
+            }
+        )
+        + "\n"
+        for i in range(90)
+    )
+    ok(await asyncio.to_thread(cli, "import", "-", "--data", data, "--quiet", stdin=lines))
+
+    def issuer(handle: str) -> str:
+        report = json.loads(ok(cli("verify", handle, "--data", data, "--json")))
+        assert report["ok"], report
+        (signature,) = report["signatures"]
+        return str(signature["issuer"])
+
+    assert await asyncio.to_thread(issuer, "88.118.8/R7") == "601:0.NA/88.118"
+    ok(
+        await asyncio.to_thread(
+            cli, "keys", "rotate", "--data", data, "--batch-size", "40", "--quiet"
+        )
+    )
+    for handle in ("88.118.8/R7", "88.118.8/R89", "0.NA/88.118.8"):
+        assert await asyncio.to_thread(issuer, handle) == "602:0.NA/88.118"
