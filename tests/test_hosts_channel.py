@@ -169,3 +169,21 @@ async def test_a_command_line_writer_waits_for_the_hosts_and_never_caches(
         finally:
             await admin.close()
         assert await resolved(a) == "https://e/2"
+
+
+async def test_a_write_of_many_keys_is_named_in_several_notices_not_as_everything(
+    tmp_path: Path, dsn: str
+) -> None:
+    """An import batch of 1,500 keys (three notices' worth): the other host drops exactly
+    those keys, and keeps serving the rest from its cache."""
+    async with hosts(tmp_path, dsn, 2) as (a, b):
+        ident, other = parse(HANDLE), parse(f"{ENT8}/UNTOUCHED")
+        await a.registry.import_records([(ident, url("https://e/1")), (other, url("https://o"))])
+        assert await resolved(b) == "https://e/1"
+        assert await resolved(b, other.text) == "https://o"
+        batch = [(parse(f"{ENT8}/BULK-{i}"), url(f"https://b/{i}")) for i in range(1499)]
+        await a.registry.import_records([(ident, url("https://e/2")), *batch])
+        assert b.cache.peek(ident.key) is None
+        assert b.cache.peek(other.key) is not None  # not every generation was bumped
+        assert await resolved(b) == "https://e/2"
+        assert await resolved(b, f"{ENT8}/BULK-1498") == "https://b/1498"

@@ -3,8 +3,9 @@
 Each host caches records against its own generation table (:mod:`registry.cache`); a
 write on one host must reach every other host's table before it is acknowledged. So:
 
-- A write's transaction sends ``I <host> <nonce> <key hashes|*>`` (``pg_notify``): it is
-  delivered if and only if the write commits, in commit order, to every listening session.
+- A write's transaction sends ``I <host> <nonce> <key hashes|*>`` (``pg_notify``; a write of
+  many keys, several): it is delivered if and only if the write commits, in commit order, to
+  every listening session.
 - A *member* (a serving process) bumps the hashes' generations as each notice arrives and
   answers ``A <host> <nonces>``; members of one host share a table, so one answer covers it.
 - The writer, once committed, asks which other hosts hold a lease (``cache_members``) and
@@ -40,8 +41,10 @@ from registry.store.base import CacheListener, StoreUnavailable
 log = logging.getLogger("idnode.store")
 
 CHANNEL = "idnode_cache"
-# More keys than this in one write (a notice holds up to 8000 bytes) are sent as '*'.
+# Key hashes per notice (a notice holds up to 8000 bytes); a write of more keys sends
+# several, and one of more than MAX_PARTS notices' worth sends '*' (everything) instead.
 MAX_HASHES = 700
+MAX_PARTS = 8
 CONNECT_TIMEOUT = 5.0
 
 _RENEW = (
@@ -62,12 +65,16 @@ _LEAVE = "DELETE FROM cache_members WHERE member = $1"
 
 @dataclass(slots=True)
 class Notice:
-    """A write's notice, between its transaction and the answers to it."""
+    """A write's notice (in parts, each its own nonce), between its transaction and the
+    answers to it: a host has it once it answered every part."""
 
-    nonce: int
-    payload: str
-    answered: set[int] = field(default_factory=set)
+    nonces: list[int]
+    payloads: list[str]
+    answers: dict[int, set[int]] = field(default_factory=dict)  # host → nonces answered
     event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def answered(self, host: int) -> bool:
+        return len(self.answers.get(host, ())) == len(self.nonces)
 
 
 class ChangeChannel:
@@ -210,10 +217,11 @@ class ChangeChannel:
             elif kind == "A":
                 host, _, nonces = rest.partition(" ")
                 answered = int(host)
-                for nonce in nonces.split(","):
-                    notice = self._notices.get(int(nonce, 16))
+                for text in nonces.split(","):
+                    nonce = int(text, 16)
+                    notice = self._notices.get(nonce)
                     if notice is not None:
-                        notice.answered.add(answered)
+                        notice.answers.setdefault(answered, set()).add(nonce)
                         notice.event.set()
             elif kind == "B" and self._barrier is not None and rest == self._barrier[0]:
                 came_back = self._barrier[1]
@@ -249,19 +257,29 @@ class ChangeChannel:
 
     def notice(self, keys: Sequence[int]) -> Notice:
         """A notice of a write of the keys of these hashes, to send in its transaction."""
-        nonce = secrets.randbits(63)
         hashes = sorted(set(keys))
-        named = "*" if len(hashes) > MAX_HASHES else ",".join(format(h, "x") for h in hashes)
-        notice = Notice(nonce, f"I {self.host} {nonce:x} {named}")
-        self._notices[nonce] = notice
+        parts = [hashes[i : i + MAX_HASHES] for i in range(0, len(hashes), MAX_HASHES)]
+        named = (
+            ["*"]
+            if len(parts) > MAX_PARTS
+            else [",".join(format(h, "x") for h in part) for part in parts]
+        )
+        nonces = [secrets.randbits(63) for _ in named]
+        notice = Notice(
+            nonces, [f"I {self.host} {n:x} {text}" for n, text in zip(nonces, named, strict=True)]
+        )
+        for nonce in nonces:
+            self._notices[nonce] = notice
         return notice
 
     async def send(self, conn: asyncpg.Connection, notice: Notice) -> None:
         """In the write's transaction (delivered if and only if it commits)."""
-        await conn.execute(_NOTIFY, CHANNEL, notice.payload)
+        for payload in notice.payloads:
+            await conn.execute(_NOTIFY, CHANNEL, payload)
 
     def drop(self, notice: Notice) -> None:
-        self._notices.pop(notice.nonce, None)
+        for nonce in notice.nonces:
+            self._notices.pop(nonce, None)
 
     async def hosts(self, conn: asyncpg.Connection) -> dict[int, float]:
         """After the commit: every other host holding a lease, and when (loop time) its
@@ -283,7 +301,7 @@ class ChangeChannel:
         try:
             while True:
                 now = loop.time()
-                waiting = [t for h, t in hosts.items() if h not in notice.answered and t > now]
+                waiting = [t for h, t in hosts.items() if not notice.answered(h) and t > now]
                 if not waiting:
                     return
                 notice.event.clear()
