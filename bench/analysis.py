@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from bench import steadiness
+from bench.scenarios import is_import
 from bench.stats import spread
 
 Result = dict[str, Any]
@@ -67,7 +68,7 @@ def summarise(results: Result) -> list[Result]:
         s: Result = {"scenario": inst["scenario"], "size": inst["size"], "workers": inst["workers"]}
         s["error"] = inst["error"]
         closed = closed_runs(inst)
-        if inst["scenario"] == "import":
+        if is_import(inst["scenario"]):
             s["rps"] = spread([r["rps"] for r in closed])
             s["wall_seconds"] = spread([r["wall_seconds"] for r in closed])
             s["records"] = closed[0]["records"] if closed else 0
@@ -178,7 +179,7 @@ def warnings(results: Result, summaries: list[Result]) -> list[str]:
         if inst["error"]:
             notes.append(f"{label}: failed: {inst['error'].splitlines()[0]}")
             continue
-        if inst["scenario"] == "import":
+        if is_import(inst["scenario"]):
             continue
         notes += _run_warnings(label, inst)
     for s in summaries:

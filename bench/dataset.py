@@ -85,11 +85,13 @@ def _cli(*args: str, timeout: float = 120.0) -> str:
     return done.stdout
 
 
-def init_node(data: Path) -> None:
-    """``idnode init`` plus the enterprise prefixes, with the bench's known secrets."""
+def init_node(data: Path, store: str | None = None) -> None:
+    """``idnode init`` plus the enterprise prefixes, with the bench's known secrets
+    (``store``: the node's store, else the SQLite file in ``data``)."""
     import subprocess
 
-    _cli("init", "--data", str(data), "--prefix", NODE_PREFIX, "--admin-secret", NODE_SECRET)
+    at = ["--store", store] if store else []
+    _cli("init", "--data", str(data), "--prefix", NODE_PREFIX, "--admin-secret", NODE_SECRET, *at)
     # The prefixes are independent writes: create them concurrently (SQLite serialises them).
     procs = [
         subprocess.Popen(
@@ -101,6 +103,7 @@ def init_node(data: Path) -> None:
                 str(data),
                 "--admin-secret",
                 enterprise_secret(prefix),
+                *at,
             ),
             cwd=ROOT,
             env=clean_env(),

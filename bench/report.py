@@ -11,6 +11,7 @@ from typing import Any
 
 from bench import steadiness
 from bench.analysis import generator_check, summarise, warnings
+from bench.scenarios import is_import, sqlite_namesake
 from bench.targets import evaluate
 
 Result = dict[str, Any]
@@ -92,7 +93,7 @@ def markdown(results: Result) -> str:
         "| peak RSS/worker |",
         "|---|---|---|---|---|---|---|",
     ]
-    http = [s for s in results["summary"] if s["scenario"] != "import"]
+    http = [s for s in results["summary"] if not is_import(s["scenario"])]
     for s in http:
         if s["error"]:
             lines.append(f"| {s['scenario']} | {_size(s['size'])} | failed | | | | |")
@@ -119,12 +120,15 @@ def markdown(results: Result) -> str:
                 f"{_rng(p['p99'], '{:.1f}')} | {_rng(p['p99.9'], '{:.1f}')} | {writes} |"
             )
     for s in results["summary"]:
-        if s["scenario"] == "import" and not s["error"]:
+        if is_import(s["scenario"]) and not s["error"]:
+            into = "PostgreSQL database" if s["scenario"].endswith("-pg") else "store"
             lines += [
                 "",
-                f"**Bulk import**: {_rng(s['rps'])} records/s ({s['records']:,} records from a "
-                "JSON Lines file into a fresh store, `idnode import --quiet`, its own figure).",
+                f"**Bulk import** ({s['scenario']}): {_rng(s['rps'])} records/s "
+                f"({s['records']:,} records from a JSON Lines file into a fresh {into}, "
+                "`idnode import --quiet`, its own figure).",
             ]
+    lines += _versus_sqlite(results["summary"])
     if results.get("datasets"):
         built = ", ".join(
             f"{_size(int(n))}: {d['import_rate']:,.0f} records/s, {d['disk_mb']:,.0f} MB"
@@ -154,6 +158,35 @@ def markdown(results: Result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _versus_sqlite(summaries: list[Result]) -> list[str]:
+    """PostgreSQL scenarios beside their SQLite namesakes at the same size: each side's
+    share of its own paired ceiling runs (drift-proof), records/s for imports."""
+    by = {(s["scenario"], s["size"]): s for s in summaries if not s["error"]}
+    rows = []
+    for (name, size), pg in by.items():
+        base = sqlite_namesake(name)
+        lite = by.get((base, size)) if base else None
+        if lite is None:
+            continue
+        if is_import(name):
+            a, b, unit = pg["rps"]["median"], lite["rps"]["median"], "records/s"
+        else:
+            a, b, unit = pg.get("ratio", math.nan), lite.get("ratio", math.nan), "x ceiling"
+        rows.append(
+            f"| {name} | {base} | {_size(size)} | {a:,.2f} | {b:,.2f} | {unit} | {a / b:.0%} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "**PostgreSQL beside SQLite** (the same registry, copied; same settings)",
+        "",
+        "| PostgreSQL | SQLite | identifiers | PostgreSQL | SQLite | unit | ratio |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def _cores(cores: list[int]) -> str:
     return ",".join(map(str, cores)) if cores else "any"
 
@@ -169,7 +202,7 @@ def charts(results: Result, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    http = [s for s in results["summary"] if s["scenario"] != "import" and not s["error"]]
+    http = [s for s in results["summary"] if not is_import(s["scenario"]) and not s["error"]]
 
     # Throughput per scenario, with the min-max spread and the ceiling as a reference line.
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(http) + 1.5))

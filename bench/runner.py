@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, procfs, redisserver, steadiness, workload, wrk
+from bench import dataset, pgstore, procfs, redisserver, steadiness, workload, wrk
 from bench.procs import PYTHON, ProcError, Served, free_port, run_measured, start_server
 from bench.scenarios import Scenario
 
@@ -149,6 +149,7 @@ class Runner:
         self.body = Path()
         self.bar: Any = None
         self._ceiling_requests: tuple[Path, Path] | None = None
+        self.pg: dict[int, str] = {}  # registry size → its PostgreSQL copy
 
     # ------------------------------------------------------------------ plan
 
@@ -185,6 +186,12 @@ class Runner:
             for n in sizes_needed:
                 self.datasets[n] = dataset.ensure(
                     n, values, self.s.data_root, progress=self.s.progress, note=self._note
+                )
+            for n in sorted(
+                {size for sc, size in self.instances() if sc.store == "postgresql" and size}
+            ):
+                self.pg[n] = pgstore.ensure(
+                    self.datasets[n], progress=self.s.progress, note=self._note
                 )
             results["datasets"] = {
                 str(n): {
@@ -318,10 +325,11 @@ class Runner:
                 elif sc.redis == "down":
                     # A port nobody listens on: every connection attempt is refused.
                     flags = ("--redis", f"redis://127.0.0.1:{free_port()}/0")
+                env = dict(sc.env)
+                if sc.store == "postgresql":
+                    env["IDNODE_STORE"] = self.pg[size]
                 served = stack.enter_context(
-                    self._idnode(
-                        size, workers=sc.workers, cores=place.server, env=dict(sc.env), flags=flags
-                    )
+                    self._idnode(size, workers=sc.workers, cores=place.server, env=env, flags=flags)
                 )
             watch["server"] = served.pids()
             yield served, watch
@@ -490,13 +498,15 @@ class Runner:
     def _import(self, sc: Scenario) -> Instance:
         inst = Instance(sc.name, None, 1, Placement([], [], [], "importer not pinned"))
         n = self.s.import_records
+        on_pg = sc.store == "postgresql"
         try:
             source = self.work / "import.jsonl"
             dataset.write_file(source, n)
             for r in range(self.s.repeats):
                 self._step(f"import {_short(n)} r{r + 1}")
                 target = self.work / f"import-{r}"
-                dataset.init_node(target)
+                store = pgstore.recreate(f"idnode_bench_import_{r}") if on_pg else None
+                dataset.init_node(target, store)
                 started = time.perf_counter()
                 cmd = dataset.idnode("import", str(source), "--data", str(target), "--quiet")
                 done = run_measured(cmd, timeout=120 + n / 1_000)
@@ -515,6 +525,8 @@ class Runner:
                 inst.runs.append(result)
                 self._step(f"import {_short(n)} r{r + 1}", result)
                 shutil.rmtree(target, ignore_errors=True)
+                if on_pg:
+                    pgstore.drop(f"idnode_bench_import_{r}")
         except (ProcError, OSError, subprocess.SubprocessError) as exc:
             inst.error = str(exc)
             self._note(f"import: FAILED: {exc}")

@@ -16,6 +16,7 @@ Kind = Literal["ceiling", "http", "import"]
 Keys = Literal["hot", "cold"]
 Redis = Literal["none", "up", "down"]
 Sizes = Literal["none", "all", "ends", "largest"]
+StoreKind = Literal["sqlite", "postgresql"]
 
 NO_LOCAL_TIER = {"IDNODE_CACHE_ENTRIES": "0"}
 
@@ -36,6 +37,9 @@ class Scenario:
     # (workers each have their own tier and get a random share of each pass: several).
     prime: int = 0
     smoke: bool = False  # part of the seconds-long smoke run
+    # The registry's store: the cached SQLite registry, or a copy of it in PostgreSQL
+    # (bench/pgstore.py); "-pg" scenarios mirror their SQLite namesakes.
+    store: StoreKind = "sqlite"
 
     def sizes_of(self, sizes: list[int]) -> list[int | None]:
         """The registry sizes this scenario runs at (None: it needs no registry)."""
@@ -120,6 +124,51 @@ SCENARIOS: tuple[Scenario, ...] = (
         sizes="none",
         smoke=True,
     ),
+    Scenario(
+        "hot-pg",
+        "HTTP hot, PostgreSQL",
+        "hot on the PostgreSQL copy of the registry (the tier never reads the store)",
+        keys="hot",
+        prime=1,
+        store="postgresql",
+    ),
+    Scenario(
+        "warm-pg",
+        "HTTP warm, PostgreSQL",
+        "warm on the PostgreSQL copy of the registry",
+        env=NO_LOCAL_TIER,
+        redis="up",
+        prime=1,
+        store="postgresql",
+    ),
+    Scenario(
+        "cold-pg",
+        "HTTP cold, PostgreSQL",
+        "cold on the PostgreSQL copy of the registry: every read a query",
+        keys="cold",
+        env=NO_LOCAL_TIER,
+        sizes="all",
+        prime=1,
+        store="postgresql",
+    ),
+    Scenario(
+        "cold-pg-2",
+        "HTTP cold, PostgreSQL, 2 serving processes",
+        "cold-pg served by --workers 2: two processes' queries on one database",
+        keys="cold",
+        env=NO_LOCAL_TIER,
+        workers=2,
+        prime=1,
+        store="postgresql",
+    ),
+    Scenario(
+        "import-pg",
+        "bulk import, PostgreSQL",
+        "idnode import of the same file into a fresh PostgreSQL database (COPY)",
+        kind="import",
+        sizes="none",
+        store="postgresql",
+    ),
 )
 
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -138,3 +187,18 @@ def select(names: list[str] | None, smoke: bool) -> list[Scenario]:
     if any(BY_NAME[n].kind == "http" for n in chosen):
         chosen.add("ceiling")
     return [s for s in SCENARIOS if s.name in chosen]
+
+
+def is_import(name: str) -> bool:
+    """Whether the scenario called ``name`` is a bulk import (records/s, no HTTP)."""
+    sc = BY_NAME.get(name)
+    return sc is not None and sc.kind == "import"
+
+
+def sqlite_namesake(name: str) -> str | None:
+    """The SQLite scenario a PostgreSQL one mirrors (``cold-pg`` → ``cold``), if any."""
+    sc = BY_NAME.get(name)
+    if sc is None or sc.store != "postgresql":
+        return None
+    base = name.replace("-pg", "")
+    return base if base in BY_NAME else None

@@ -207,6 +207,35 @@ def evaluate(summaries: list[Result], settings: Result) -> list[Target]:
     else:
         out.append(_judge("workers", "Two workers vs one", nan, 1.7, at_least=True, fmt="{:.2f}x"))
     out.append(_rss(summaries))
+    out += _postgresql(summaries)
+    return out
+
+
+def _postgresql(summaries: list[Result]) -> list[Target]:
+    """The PostgreSQL store beside SQLite (issue 16): hot as fast (it never reads the
+    store), cold at least half as fast at the same size, import at the embedded target."""
+    nan = math.nan
+    out = []
+    for tid, name, base, goal, title in (
+        ("hot_pg", "hot-pg", "hot", 0.90, "HTTP hot on PostgreSQL vs on SQLite"),
+        ("cold_pg", "cold-pg", "cold", 0.50, "HTTP cold on PostgreSQL vs on SQLite"),
+    ):
+        pg = _find(summaries, name)
+        lite = _find(summaries, base, pg["size"]) if pg else None
+        ratio = pg["ratio"] / lite["ratio"] if pg and lite else nan
+        note = f"at {pg['size']:,} identifiers" if pg and lite else f"needs {name} and {base}"
+        out.append(_judge(tid, title, ratio, goal, at_least=True, fmt="{:.0%}", note=note))
+    imp = _find(summaries, "import-pg")
+    out.append(
+        _judge(
+            "import_pg",
+            "Bulk import into PostgreSQL",
+            imp["rps"]["median"] if imp else nan,
+            20_000,
+            at_least=True,
+            fmt="{:,.0f} records/s",
+        )
+    )
     return out
 
 

@@ -97,6 +97,7 @@ CREDENTIALS_NEED_TLS = Outcome("credentials need TLS", RC_AUTHENTICATION_NEEDED,
 THROTTLED = Outcome("throttled", RC_SERVER_TOO_BUSY, 429, REFUSED)
 BAD_GATEWAY = Outcome("another node failed", RC_ERROR, 502, SERVFAIL)
 TIMED_OUT = Outcome("timed out", RC_ERROR, 504, SERVFAIL)
+STORE_UNAVAILABLE = Outcome("registry database unavailable", RC_ERROR, 503, SERVFAIL)
 NO_SUCH_ENDPOINT = Outcome("no such endpoint", RC_PROTOCOL_ERROR, 404, FORMERR)
 METHOD_NOT_ALLOWED = Outcome("method not allowed", RC_PROTOCOL_ERROR, 405, FORMERR)
 UNKNOWN_METHOD = Outcome("unknown method", RC_PROTOCOL_ERROR, 501, NOTIMP)
@@ -134,6 +135,7 @@ OUTCOMES: tuple[Outcome, ...] = (
     THROTTLED,
     BAD_GATEWAY,
     TIMED_OUT,
+    STORE_UNAVAILABLE,
     NO_SUCH_ENDPOINT,
     METHOD_NOT_ALLOWED,
     UNKNOWN_METHOD,

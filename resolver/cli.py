@@ -23,12 +23,19 @@ from registry.errors import HandleError
 from registry.model.identifiers import check_prefix, parse, prefix_handle
 from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
+from registry.store.factory import (
+    StoreConfigError,
+    check_location,
+    redact_location,
+    without_password,
+)
 from resolver import __version__, keycmds, statuscmd
-from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int
-from resolver.config import Config, ConfigError, load, write_initial
+from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int, store_flag
+from resolver.config import Config, ConfigError, load, store_location, write_initial
 from resolver.dns.command import add_parser as add_dns_name_parser
 from resolver.listeners import KINDS as LISTENER_KINDS
 from resolver.listeners import Serving
+from resolver.migrate import add_parser as add_migrate_parser
 from sync import cli as sync_cli
 from sync.toplevel import cli as toplevel_cli
 
@@ -42,7 +49,7 @@ Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
 def _config(args: argparse.Namespace, **flags: Any) -> Config:
-    return load(data_dir(args), flags)
+    return load(data_dir(args), {"store": store_flag(args), **flags})
 
 
 async def _with_node(args: argparse.Namespace, fn: Callable[[Node], Awaitable[int]]) -> int:
@@ -57,22 +64,53 @@ def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
 # ------------------------------------------------------------------ commands
 
 
-def _create_data_dir(data: Path, prefix: str, name: str) -> None:
+def _create_data_dir(data: Path, prefix: str, name: str, store: str | None) -> None:
     data.mkdir(parents=True, exist_ok=True)
     if (data / "idnode.toml").exists():
         raise ConfigError(f"{data} already holds a node (idnode.toml exists)")
     os.chmod(data, 0o700)  # the directory holds the sealing key
-    write_initial(data, prefix, name)
+    write_initial(data, prefix, name, store)
+
+
+async def _check_new_store(location: str) -> None:
+    """Refuse, before anything is written, a store that cannot be opened or that holds a
+    registry already (another host's: its hosts share that host's data directory)."""
+    from registry.store.factory import open_store
+
+    try:
+        store = await open_store(location, readers=1)
+    except StoreConfigError as exc:
+        raise ConfigError(f"store: {exc}") from None
+    try:
+        if await store.count():
+            raise ConfigError(
+                f"store {redact_location(location)} already holds a registry: to serve it from "
+                "another host, copy the data directory of a host that serves it"
+            )
+    finally:
+        await store.close()
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
     data = data_dir(args)
     check_prefix(args.prefix)
-    _create_data_dir(data, args.prefix, args.name or f"idnode {args.prefix}")
+    config_store = store_flag(args)
+    if config_store is not None:
+        location = store_location(config_store, data)
+        try:
+            backend = check_location(location)
+        except StoreConfigError as exc:
+            raise ConfigError(f"store: {exc}") from None
+        if backend != "sqlite":  # a file is made with the directory
+            await _check_new_store(location)
+    _create_data_dir(
+        data, args.prefix, args.name or f"idnode {args.prefix}", without_password(config_store)
+    )
     secret = args.admin_secret or new_secret()
     from resolver.node import Node
 
-    node = await Node.open(load(data, {"signing_alg": args.signing_alg}), create_keys=True)
+    flags = {"signing_alg": args.signing_alg, "store": config_store}
+    node = await Node.open(load(data, flags), create_keys=True, serving=False)
     try:
         await node.registry.import_records(
             [(parse(prefix_handle(args.prefix)), prefix_values(args.prefix, secret))]
@@ -82,6 +120,13 @@ async def cmd_init(args: argparse.Namespace) -> int:
     finally:
         await node.close()
     print(f"Initialised node for prefix {args.prefix} in {data}")
+    if config_store is not None:
+        print(f"Store: {redact_location(config_store)}")
+        if without_password(config_store) != config_store:
+            print(
+                "The store's password is not written to idnode.toml: give it to later "
+                "commands with PGPASSWORD or ~/.pgpass"
+            )
     print(f"Node admin identity: 300:{prefix_handle(args.prefix)}")
     print(
         f"Signing keys ({root.alg}) in {data / 'keys'}; trust root {root.kid} "
@@ -114,6 +159,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         **{kind.name: getattr(args, kind.name) for kind in LISTENER_KINDS},
     )
     require_keys(config)  # here too: refused once, before any worker starts
+    if args.store:
+        # Workers are started with the flags they need, not this one: they find the store
+        # in the environment they inherit.
+        os.environ["IDNODE_STORE"] = args.store
     run(config, services=[SyncAgent], serving=Serving(reuse_port=args.reuse_port))
     return 0
 
@@ -329,14 +378,22 @@ async def cmd_export(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from resolver.demo import make_demo
 
-    return await make_demo(data_dir(args))
+    return await make_demo(data_dir(args), store_flag(args))
 
 
 # ------------------------------------------------------------------ parser
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
+    """The options of every command that opens a node: its data directory and its store."""
     p.add_argument("--data", metavar="DIR", help="the node's data directory (or IDNODE_DATA)")
+    p.add_argument(
+        "--store",
+        metavar="LOCATION",
+        help="the registry store: postgresql://USER@HOST:PORT/DB, or a SQLite file path "
+        "(default: the store setting, else DIR/registry.sqlite3); init writes it to the "
+        "config file, without any password",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -534,6 +591,7 @@ def parser() -> argparse.ArgumentParser:
     keycmds.add_parsers(sub, _data_arg)
     statuscmd.add_parser(sub, _data_arg)  # `idnode status`: a serving node's readiness
     add_dns_name_parser(sub)  # `idnode dns-name`: handle <-> DNS name (resolver/dns/)
+    add_migrate_parser(sub)  # `idnode migrate`: copy the registry between stores
     sync_cli.add_parsers(sub, _data_arg)  # `idnode sync`: register, status (sync/)
     toplevel_cli.add_parsers(sub)  # `idnode toplevel`: the mock top-level node (sync/)
     add_bench_subcommand(sub)  # `idnode bench`: the benchmark harness (bench/)

@@ -42,6 +42,12 @@ def data_dir(args: argparse.Namespace) -> Path:
     return Path(raw)
 
 
+def store_flag(args: argparse.Namespace) -> str | None:
+    """``--store``, for the commands that have it (see resolver/cli.py's data options)."""
+    store: str | None = getattr(args, "store", None)
+    return store or None
+
+
 @asynccontextmanager
 async def opened_node(args: argparse.Namespace, **flags: Any) -> AsyncIterator[Node]:
     """The node of ``--data``, closed again however the command ends; a damaged store is a
@@ -49,7 +55,9 @@ async def opened_node(args: argparse.Namespace, **flags: Any) -> AsyncIterator[N
     from registry.store.base import StoreDamaged  # here: the command line stays cheap
     from resolver.node import Node
 
-    node = await Node.open(load(data_dir(args), flags))
+    node = await Node.open(
+        load(data_dir(args), {"store": store_flag(args), **flags}), serving=False
+    )
     try:
         yield node
     except StoreDamaged as exc:  # found by the command's reads or writes

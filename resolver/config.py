@@ -4,6 +4,7 @@ which wins over the file)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.model.filters import MAX_FILTERS
+from registry.store.factory import SQLITE_SCHEME, URL, StoreConfigError, check_location
 
 CONFIG_FILE = "idnode.toml"
 STORE_FILE = "registry.sqlite3"
@@ -72,12 +74,14 @@ class Config:
     access_log_sample: float = 1.0  # the fraction of requests the access log shows
     ready_timeout: float = 1.0  # seconds each readiness check may take
     ready_max_backlog: int = 1000  # outbox items not yet delivered that still count as ready
+    store: str | None = None  # None: the SQLite file in the data directory (STORE_FILE)
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
     cache_entries: int = 100_000  # in-process tier bound, entries (0 turns it off)
     cache_bytes: int = 64 << 20  # in-process tier bound, bytes
     cache_max_ttl: float = 3600.0  # cap on how long a record stays cached
     cache_negative_ttl: float = 5.0  # how long "not found" stays cached
+    cache_lease: float = 4.0  # shared store: seconds a host caches without hearing the others
     signing_alg: str = "EdDSA"  # for keys made by init/rotate: EdDSA, ES256 or RS256
     signature_validity: int = 400 * 86400  # seconds a record signature stays valid
     key_passphrase: str | None = None  # encrypts the key files (prefer the environment)
@@ -93,7 +97,16 @@ class Config:
 
     @property
     def store_path(self) -> Path:
+        """The embedded store's file (the default store)."""
         return self.data_dir / STORE_FILE
+
+    @property
+    def store_location(self) -> str:
+        """What the store factory opens: ``store`` (a relative SQLite path is taken from the
+        data directory), else the SQLite file in the data directory."""
+        if not self.store:
+            return str(self.store_path)
+        return store_location(self.store, self.data_dir)
 
     @property
     def base_url(self) -> str:
@@ -113,6 +126,26 @@ class Config:
     @property
     def http_port(self) -> int:
         return split_hostport(self.http)[1]
+
+
+def store_location(raw: str, data_dir: Path) -> str:
+    """``raw`` with a relative SQLite path resolved against ``data_dir``."""
+    if URL.match(raw):
+        return raw
+    sqlite = raw.startswith(SQLITE_SCHEME)
+    path = Path(raw[len(SQLITE_SCHEME) :] if sqlite else raw)
+    return (SQLITE_SCHEME if sqlite else "") + str(data_dir / path)
+
+
+def _store(raw: Any) -> str | None:
+    text = str(raw).strip()
+    if not text:
+        return None
+    try:
+        check_location(text)
+    except StoreConfigError as exc:
+        raise ConfigError(f"store: {exc}") from None
+    return text
 
 
 def split_hostport(text: str) -> tuple[str, int]:
@@ -164,6 +197,11 @@ def _coerce(name: str, raw: Any) -> Any:
             if not number >= 0:
                 raise ConfigError(f"{name} must not be negative")
             return number
+        if name == "cache_lease":
+            number = float(raw)
+            if not number >= 0.5:
+                raise ConfigError("cache_lease must be at least 0.5 seconds")
+            return number
         if name in (
             "heartbeat_interval",
             "sync_poll",
@@ -188,6 +226,8 @@ def _coerce(name: str, raw: Any) -> Any:
             return str(raw) or None
         if name == "redis_url":
             return str(raw) or None
+        if name == "store":
+            return _store(raw)
         if name in ("tls_cert", "tls_key"):
             return Path(raw) if raw else None
         if name == "plain_credentials" and raw not in PLAIN_CREDENTIALS:
@@ -254,9 +294,15 @@ def load(
     return Config(data_dir=data_dir, extra=extra, **values)
 
 
-def write_initial(data_dir: Path, prefix: str, name: str) -> Path:
-    """The config file ``idnode init`` writes."""
+def write_initial(data_dir: Path, prefix: str, name: str, store: str | None = None) -> Path:
+    """The config file ``idnode init`` writes (``store``: written as given; None leaves the
+    default, the SQLite file in the data directory)."""
     path = data_dir / CONFIG_FILE
+    store_line = (
+        f"store = {json.dumps(store)}\n"
+        if store
+        else '# store = "postgresql://idnode@db.example:5432/idnode"\n'
+    )
     path.write_text(
         "# idnode configuration. Environment variables IDNODE_<KEY> and flags override it.\n"
         f'name = "{name}"\n'
@@ -269,7 +315,9 @@ def write_initial(data_dir: Path, prefix: str, name: str) -> Path:
         "# Largest request body in bytes.\n"
         "max_body = 262144\n"
         '# tls_cert = "/path/to/cert.pem"\n'
-        '# tls_key = "/path/to/key.pem"\n',
+        '# tls_key = "/path/to/key.pem"\n'
+        "# The registry store (default: registry.sqlite3 here); passwords go in PGPASSWORD.\n"
+        + store_line,
         encoding="utf-8",
     )
     return path

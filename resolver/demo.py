@@ -9,6 +9,7 @@ from registry.bootstrap import prefix_values
 from registry.model.identifiers import parse, prefix_handle
 from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
+from registry.store.factory import without_password
 from resolver.config import CONFIG_FILE, load, write_initial
 from resolver.node import Node
 
@@ -46,19 +47,21 @@ def _product(url: str, desc: str) -> list[Value]:
     ]
 
 
-def _prepare_dir(data: Path) -> bool:
+def _prepare_dir(data: Path, store: str | None) -> bool:
     """True when ``data`` is initialised now; False when it already holds a node."""
     data.mkdir(parents=True, exist_ok=True)
     if (data / CONFIG_FILE).exists():
         return False
-    write_initial(data, NODE_PREFIX, "idnode demo node")
+    write_initial(data, NODE_PREFIX, "idnode demo node", without_password(store))
     return True
 
 
-async def make_demo(data: Path) -> int:
+async def make_demo(data: Path, store: str | None = None) -> int:
+    """Initialise ``data`` (if needed) as the demo node, its records in ``store`` (None:
+    the configured one, else the SQLite file in ``data``)."""
     # Keys are made only with the node: an existing node that lost them must not get new ones.
-    fresh = _prepare_dir(data)
-    node = await Node.open(load(data), create_keys=fresh)
+    fresh = _prepare_dir(data, store)
+    node = await Node.open(load(data, {"store": store}), create_keys=fresh, serving=False)
     try:
         items = [
             (parse(prefix_handle(NODE_PREFIX)), prefix_values(NODE_PREFIX, NODE_SECRET)),

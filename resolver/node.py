@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.auth import FailureThrottle
+from registry.cache.coherence import HostCache
 from registry.cache.generations import GenerationTable
 from registry.cache.records import RecordCache
 from registry.cache.redis_tier import RedisConfigError, RedisTier
@@ -21,13 +22,13 @@ from registry.secrets import Sealer
 from registry.service import Registry
 from registry.signer import RecordSigner
 from registry.signing.keys import KeyFileError
-from registry.store.base import Store, StoreDamaged
+from registry.store.base import SharedStore, Store, StoreDamaged
 from registry.store.factory import StoreConfigError, open_store
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
 from resolver.forward.link import Forwarding
 from resolver.metrics import Telemetry
-from resolver.timedstore import TimedStore
+from resolver.timedstore import timed
 
 # Figures for /metrics from parts of the process the node does not know of (the sync agent
 # adds its link to the top-level): lines in the Prometheus text format.
@@ -49,11 +50,15 @@ class Node:
     telemetry: Telemetry = field(default_factory=Telemetry)  # requests and store latency
 
     @classmethod
-    async def open(cls, config: Config, *, create_keys: bool = False) -> Node:
+    async def open(cls, config: Config, *, create_keys: bool = False, serving: bool = True) -> Node:
         """The node of ``config``. Its keys must be there unless ``create_keys`` (``idnode
         init`` and ``idnode demo``): new ones in place of lost ones would lock every admin
         out (their secrets are sealed under ``secrets.key``) and break every signature (made
-        with ``keys/``). They are checked before anything is opened: a refusal writes nothing."""
+        with ``keys/``). They are checked before anything is opened: a refusal writes nothing.
+
+        On a store several hosts share, a ``serving`` process keeps its cache in step with
+        the other hosts' writes (or suspends it); any other (a CLI command) never caches.
+        Either way its own writes return once every other host has them."""
         passphrase = config.key_passphrase.encode() if config.key_passphrase else None
         keyring = Keyring(config.data_dir, config.prefixes, passphrase)
         try:
@@ -67,13 +72,13 @@ class Node:
         except KeyFileError as exc:
             raise ConfigError(f"signing key: {exc}") from None
         try:
-            store = await open_store(config.store_path)
+            store = await open_store(config.store_location)
         except StoreConfigError as exc:
             raise ConfigError(f"store: {exc}") from None
         except StoreDamaged as exc:  # what to do is the operator's call: say what is wrong
             raise ConfigError(str(exc)) from None
         telemetry = Telemetry()
-        store = TimedStore(store, telemetry.store)  # whatever the backend: timed alike
+        store = timed(store, telemetry.store)  # whatever the backend: timed alike
         gens = GenerationTable.open(config.data_dir)
         cache = RecordCache(
             store,
@@ -83,8 +88,10 @@ class Node:
             max_ttl=config.cache_max_ttl,
             negative_ttl=config.cache_negative_ttl,
         )
+        shared = isinstance(store, SharedStore)
         if config.redis_url:
-            namespace = format(gens.epoch, "016x")
+            # A shared store's hosts keep apart in Redis, even with copied data directories.
+            namespace = format(gens.host if shared else gens.epoch, "016x")
             try:
                 cache.redis = RedisTier(
                     config.redis_url, namespace, config.redis_timeout, cache.stats
@@ -115,10 +122,15 @@ class Node:
             telemetry=telemetry,
         )
         try:
+            if isinstance(store, SharedStore):
+                await _share(store, node, serving)
             await node.ensure_keys_published()
         except StoreDamaged as exc:  # a damaged page, found by the first read
             await node.close()
             raise ConfigError(str(exc)) from None
+        except BaseException:
+            await node.close()
+            raise
         return node
 
     async def ensure_keys_published(self) -> None:
@@ -148,8 +160,25 @@ class Node:
 
     async def close(self) -> None:
         await self.forwarding.close()
+        await self.store.close()  # first: a shared store's news must not reach a closed cache
         await self.cache.close()
-        await self.store.close()
+
+
+async def _share(store: SharedStore, node: Node, serving: bool) -> None:
+    """Join the hosts of ``store``: a serving process as a member (see
+    :mod:`registry.store.postgres.channel`), reporting its state in /metrics."""
+    cache = node.cache
+    cache.coherent = False  # until the process is in step with the others (if ever)
+    if not serving:  # it would not hear other hosts' writes: it never caches
+        await store.share(cache.gens.host, node.config.cache_lease, None)
+        return
+    await store.share(cache.gens.host, node.config.cache_lease, HostCache(cache))
+
+    async def coherent() -> list[str]:
+        metric = "idnode_cache_coherent"
+        return [f"# TYPE {metric} gauge", f"{metric} {int(cache.coherent)}"]
+
+    node.metrics.append(coherent)
 
 
 def require_keys(config: Config) -> None:

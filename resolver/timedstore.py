@@ -10,6 +10,10 @@ one takes a coroutine around the store's own and the bookkeeping, ~3,700 instruc
 of a cold resolution), while the others are handed the store's coroutine as it is. So
 ``op="get"``'s ``_count`` counts the reads timed, not all reads (the cache's
 ``idnode_cache_misses_total`` counts those).
+
+A store several hosts share (:class:`~registry.store.base.SharedStore`) stays one when timed
+(:func:`timed`): the node and the sync agent tell it apart by that, to join the other hosts
+and to take the sender's lease among them.
 """
 
 from __future__ import annotations
@@ -19,13 +23,29 @@ from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from time import perf_counter
 from typing import Any, TypeVar
 
-from registry.store.base import Mutation, OutboxItem, OutboxSummary, Record, Store
+from registry.store.base import (
+    CacheListener,
+    Lease,
+    Mutation,
+    OutboxItem,
+    OutboxSummary,
+    Record,
+    SharedStore,
+    Store,
+)
 from resolver.metrics import HistogramFamily
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 GET_SAMPLE = 16  # one single-record read in this many is timed (a power of two)
+
+
+def timed(store: Store, family: HistogramFamily) -> TimedStore:
+    """``store`` with every call timed into ``family``; still a shared store if it is one."""
+    if isinstance(store, SharedStore):
+        return TimedSharedStore(store, family)
+    return TimedStore(store, family)
 
 
 class TimedStore:
@@ -110,3 +130,20 @@ class TimedStore:
 
     async def stats_totals(self) -> dict[str, dict[str, int]]:
         return await self._timed("stats_totals", self.inner.stats_totals())
+
+
+class TimedSharedStore(TimedStore):
+    """A :class:`TimedStore` over a store several hosts share: joining the hosts and the
+    leases are passed through (untimed: they are no store calls a request waits on)."""
+
+    def __init__(self, inner: Store, family: HistogramFamily) -> None:
+        if not isinstance(inner, SharedStore):
+            raise TypeError(f"{type(inner).__name__} is not a store hosts share")
+        super().__init__(inner, family)
+        self.shared = inner
+
+    async def share(self, host: int, lease: float, listener: CacheListener | None) -> None:
+        await self.shared.share(host, lease, listener)
+
+    def lease(self, name: str) -> Lease:
+        return self.shared.lease(name)

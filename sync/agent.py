@@ -4,11 +4,12 @@ and — in one process per data directory — the outbox sender and heartbeats.
 Every serving process flushes its resolution counts into the store every
 ``flush_every`` seconds (one small transaction, never one per request) and, once the node is
 registered, points the node's forwarding (:mod:`resolver.forward`) at the top-level and its
-trust root, so foreign prefixes are resolved; it adds its figures to ``/metrics``. The process that
-holds ``DATA/sync/sender.lock`` (workers and several ``serve`` processes may share a data
-directory) also closes finished statistics intervals into the outbox, delivers it, and sends
-heartbeats. Everything it needs to resume is in the store and ``DATA/sync/``, so any process
-can take over after a crash.
+trust root, so foreign prefixes are resolved; it adds its figures to ``/metrics``. The one
+process that holds the sender lease also closes finished statistics intervals into the
+outbox, delivers it, and sends heartbeats: ``DATA/sync/sender.lock`` among the processes of a
+data directory (workers, several ``serve``), or, on a store several hosts share, the store's
+own lease among every process of every host. Everything it needs to resume is in the store
+and ``DATA/sync/``, so any process can take over after a crash.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import aiohttp
 
 from registry.model.identifiers import NA_PREFIX
 from registry.reporting import interval_start
-from registry.store.base import Change, Record, Tally
+from registry.store.base import Change, Lease, Record, SharedStore, Tally
 from resolver.forward.base import Upstream
 from resolver.node import Node
 from sync.client import IntakeClient, IntakeError
@@ -46,16 +47,18 @@ from sync.status import metric_lines
 
 log = logging.getLogger("idnode.sync")
 NA_KEY = NA_PREFIX.upper()
+SENDER_LEASE = "outbox-sender"  # the store's lease, where hosts share the store
 
 
 class SenderLock:
-    """An exclusive, non-blocking ``lockf`` on a file; released when the process dies."""
+    """An exclusive, non-blocking ``lockf`` on a file; released when the process dies.
+    A :class:`registry.store.base.Lease` among the processes of one host."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
-    def try_acquire(self) -> bool:
+    async def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -68,7 +71,7 @@ class SenderLock:
         self._fd = fd
         return True
 
-    def release(self) -> None:
+    async def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -81,7 +84,13 @@ class SyncAgent:
         self.data_dir = node.config.data_dir
         self.clock = clock
         self.wake = asyncio.Event()
-        self.lock = SenderLock(sync_dir(self.data_dir) / SENDER_LOCK)
+        store = node.store
+        self.lock: Lease = (
+            store.lease(SENDER_LEASE)
+            if isinstance(store, SharedStore)
+            else SenderLock(sync_dir(self.data_dir) / SENDER_LOCK)
+        )
+        self.sending = False  # whether this process held the lease at its last try
         self.session: aiohttp.ClientSession | None = None
         self.registration: Registration | None = None
         self.client: IntakeClient | None = None
@@ -111,7 +120,7 @@ class SyncAgent:
                 await self._task
         with contextlib.suppress(Exception):
             await self.flush()  # the counts of the last seconds are not lost on a clean stop
-        self.lock.release()
+        await self.lock.release()
         self.node.forwarding.configure(None)
         if self._metrics in self.node.metrics:
             self.node.metrics.remove(self._metrics)
@@ -122,7 +131,9 @@ class SyncAgent:
         self.wake.set()  # a local write may have added outbox items: send them now
 
     async def _metrics(self) -> list[str]:
-        return await metric_lines(self.node)
+        sender = "idnode_sync_sender"
+        own = [f"# TYPE {sender} gauge", f"{sender} {int(self.sending)}"]
+        return [*await metric_lines(self.node), *own]
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -148,9 +159,11 @@ class SyncAgent:
             self._next_flush = now + self.flush_every
             await self.flush()
         self._watch_registration()
-        if self.registration is None or self.client is None or not self.lock.try_acquire():
+        if self.registration is None or self.client is None:
             return
-        await self.send()
+        self.sending = await self.lock.try_acquire()
+        if self.sending:
+            await self.send()
 
     @property
     def flush_every(self) -> float:

@@ -3,9 +3,10 @@ helpers its tests share with the backend-specific ones.
 
 A backend is a name, a way to get a fresh, empty store location for one test (what the
 node's configuration would name: a path, a URL) and the schema version its migrations end
-at. Adding a backend (PostgreSQL next) is one more entry in :data:`BACKENDS`; the suite
-reaches stores only through :func:`registry.store.factory.make_store` and the public
-:class:`registry.store.base.Store` interface.
+at. Adding a backend is one more entry in :data:`BACKENDS`; the suite reaches stores only
+through :func:`registry.store.factory.make_store` and the public
+:class:`registry.store.base.Store` interface. PostgreSQL runs on a database of its own per
+test (tests/pgserver.py: how the server is found, and when its tests skip).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from registry.model.identifiers import handle_key
 from registry.model.values import Value
 from registry.store import migrations
 from registry.store.base import Change, Delete, Put, Record, Store
+from registry.store.postgres import schema as pg_schema
+from tests.pgserver import fresh_database
 
 T = TypeVar("T")
 
@@ -42,7 +45,14 @@ def _sqlite_location(tmp_path: Path) -> contextlib.AbstractContextManager[str]:
     return contextlib.nullcontext(f"sqlite:{tmp_path / 'registry.sqlite3'}")
 
 
-BACKENDS = (Backend("sqlite", _sqlite_location, migrations.SCHEMA_VERSION),)
+def _postgres_location(_tmp_path: Path) -> contextlib.AbstractContextManager[str]:
+    return fresh_database()
+
+
+BACKENDS = (
+    Backend("sqlite", _sqlite_location, migrations.SCHEMA_VERSION),
+    Backend("postgresql", _postgres_location, pg_schema.SCHEMA_VERSION),
+)
 
 
 def url(index: int, text: str, vtype: str = "URL") -> Value:

@@ -14,6 +14,7 @@ import pytest
 
 from bench.analysis import warnings
 from bench.cli import parse_size
+from bench.report import _versus_sqlite
 from bench.scenarios import SCENARIOS, select
 from bench.stats import latency_summary, percentile, spread
 from bench.targets import evaluate
@@ -158,3 +159,27 @@ def test_an_unsteady_machine_is_named_in_the_warnings(
     assert any("slowed its cores down by itself" in n for n in notes) == warned
     if warned:
         assert "3.0% of a fixed computation's repeats on core 1" in notes[0]
+
+
+def test_postgresql_scenarios_are_judged_beside_their_sqlite_namesakes() -> None:
+    cold, cold_pg = _cold(1_000_000, 8_000.0, 0.30), _cold(1_000_000, 5_000.0, 0.18)
+    cold_pg["scenario"] = "cold-pg"
+    imports = [
+        {"scenario": "import", "size": None, "error": None, "rps": {"median": 24_000.0}},
+        {"scenario": "import-pg", "size": None, "error": None, "rps": {"median": 21_000.0}},
+    ]
+    targets = {t.id: t for t in evaluate([cold, cold_pg, *imports], {})}
+    assert targets["cold_pg"].measured == pytest.approx(0.6)  # shares of paired ceilings
+    assert targets["cold_pg"].status == "PASS"
+    assert targets["import_pg"].status == "PASS"
+    assert targets["hot_pg"].status == "N/A"  # not run: said, not hidden
+    table = "\n".join(_versus_sqlite([cold, cold_pg, *imports]))
+    assert "| cold-pg | cold | 1 M | 0.18 | 0.30 | x ceiling | 60% |" in table
+    assert "| import-pg | import | — | 21,000.00 | 24,000.00 | records/s | 88% |" in table
+    assert {s.name for s in SCENARIOS if s.store == "postgresql"} == {
+        "hot-pg",
+        "warm-pg",
+        "cold-pg",
+        "cold-pg-2",
+        "import-pg",
+    }

@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from registry.cache.entry import CacheEntry, decode_entry, encode_entry, record_ttl
-from registry.cache.generations import GenerationTable
+from registry.cache.generations import _HEADER, SLOTS, GenerationTable
 from registry.cache.records import RecordCache
 from registry.model.identifiers import handle_key
 from registry.model.values import PERM_SECRET, TTL_ABSOLUTE, Value
-from registry.store.base import Change, Delete, Put, Record
+from registry.store.base import Change, Delete, Put, Record, key_hash
 from registry.store.sqlite import SQLiteStore
 
 
@@ -286,3 +287,27 @@ def test_generation_table_is_shared_and_persistent(tmp_path: Path) -> None:
     fresh = GenerationTable.open(tmp_path)
     assert fresh.epoch != a.epoch  # a recreated table never vouches for old entries
     fresh.close()
+
+
+def test_other_hosts_bump_by_hash_and_a_lost_host_bumps_everything(tmp_path: Path) -> None:
+    """What a shared store's news does to the table (registry/cache/coherence.py)."""
+    a, b = GenerationTable.open(tmp_path), GenerationTable.open(tmp_path)
+    try:
+        assert a.host == b.host  # the processes of one host share one table
+        before = {k: b.get(k) for k in (KEY, "88.1/OTHER")}
+        a.bump_hashes([key_hash(KEY)])
+        assert b.get(KEY) == before[KEY] + 1 and b.get("88.1/OTHER") == before["88.1/OTHER"]
+        a.bump_all()
+        assert b.get(KEY) == before[KEY] + 2 and b.get("88.1/OTHER") == before["88.1/OTHER"] + 1
+        assert b.get_slot(_HEADER) == 1 and b.get_slot(_HEADER + 8 * (SLOTS - 1)) == 1
+    finally:
+        a.close()
+        b.close()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "cache.gen", copy / "cache.gen")
+    copied = GenerationTable.open(copy)
+    try:  # a data directory copied to another host, table and all: still another table
+        assert copied.epoch == a.epoch and copied.host != a.host
+    finally:
+        copied.close()

@@ -17,14 +17,20 @@ import dns.message
 import dns.name
 import dns.rdatatype
 
+from registry.store.base import SharedStore
 from resolver import __version__
+from resolver.config import load
 from resolver.dns.config import DnsConfig
 from resolver.dns.listener import start_dns
 from resolver.dns.names import NameMap, zone_name
 from resolver.metrics import LATENCY_BUCKETS, Histogram
 from resolver.native import client as native_client
 from resolver.native.listener import start_native
+from resolver.node import Node
+from resolver.timedstore import TimedStore
+from sync.agent import SenderLock, SyncAgent
 from tests.conftest import ENT8, ENT8_ADMIN, JSON, basic, init_node
+from tests.pgserver import fresh_database
 from tests.procs import Served, cli, serving
 from tests.test_health import Running, running
 
@@ -280,6 +286,30 @@ async def test_idnode_serve_reports_every_transport_in_one_metrics(tmp_path: Pat
     count = exp.series("idnode_requests_total")
     assert count[(("code", "1"), ("op", "resolve"), ("transport", "native"))] == 1
     assert count[(("code", "NOERROR"), ("op", "query"), ("transport", "dns"))] == 1
+
+
+async def test_a_node_on_a_shared_store_times_it_and_still_shares_it(tmp_path: Path) -> None:
+    """Timing the store keeps a PostgreSQL store one that hosts share: the node joins the
+    other hosts (and reports so), the sync agent takes the store's lease; SQLite is not."""
+    with fresh_database() as dsn:
+        data = tmp_path / "pg"
+        await init_node(data, store=dsn)
+        node = await Node.open(load(data, env={}))
+        try:
+            assert isinstance(node.store, TimedStore) and isinstance(node.store, SharedStore)
+            coherent = [line for source in node.metrics for line in await source()]
+            assert "idnode_cache_coherent 1" in coherent or "idnode_cache_coherent 0" in coherent
+            assert not isinstance(SyncAgent(node).lock, SenderLock)  # the store's lease
+            await node.store.count()
+            assert 'op="count"' in {h.labels for h in node.telemetry.store.series()}
+        finally:
+            await node.close()
+    await init_node(tmp_path / "sqlite")
+    node = await Node.open(load(tmp_path / "sqlite", env={}))
+    try:
+        assert isinstance(node.store, TimedStore) and not isinstance(node.store, SharedStore)
+    finally:
+        await node.close()
 
 
 async def test_metrics_report_the_last_readiness(tmp_path: Path) -> None:

@@ -613,8 +613,6 @@ async def test_open_migrates_to_the_newest_schema_once(fresh: Fresh, backend: Ba
     [
         ("", "no store location"),
         ("sqlite:", "needs a file path"),
-        ("postgresql://idnode@db/idnode", "not available yet"),
-        ("postgres://db/idnode", "not available yet"),
         ("mysql://db/idnode", "unknown store scheme 'mysql'"),
     ],
 )

@@ -8,18 +8,26 @@ the write is acknowledged. Readers read the slot lock-free (aligned 8-byte loads
 
 A cached entry remembers ``(epoch, slot value)`` captured before its store read; it is fresh
 exactly while both still match. Two keys sharing a slot only cost a spurious miss.
+
+With a store several hosts share (PostgreSQL), other hosts' writes arrive as key hashes
+(:meth:`bump_hashes`; :func:`registry.store.base.key_hash` picks the slot), and a host that
+may have missed some bumps every slot (:meth:`bump_all`). :attr:`host` tells the hosts' tables
+apart even where a data directory, this file included, was copied from another host.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import mmap
 import os
+import socket
 import struct
 import sys
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
+
+from registry.store.base import key_hash
 
 FILE = "cache.gen"
 MAGIC = b"IDNGEN01"
@@ -27,6 +35,7 @@ SLOTS = 1 << 18
 _HEADER = 16  # magic (8) + epoch (8)
 _SIZE = _HEADER + 8 * SLOTS
 _U64 = struct.Struct("<Q")
+_ALL = struct.Struct(f"<{SLOTS}Q")
 
 
 class GenerationTable:
@@ -50,6 +59,11 @@ class GenerationTable:
             raise
         self._fd = fd
         self.epoch: int = _U64.unpack_from(self._map, 8)[0]
+        # This table among every host's: the epoch alone repeats in a copied directory.
+        st = os.fstat(fd)
+        origin = f"{socket.gethostname()}\0{st.st_dev}\0{st.st_ino}\0{self.epoch}".encode()
+        digest = hashlib.blake2b(origin, digest_size=8).digest()
+        self.host: int = int.from_bytes(digest, "big", signed=True)
         # Reads index the table as 8-byte words (one aligned load, no struct call) where
         # the machine is little-endian like the file; elsewhere they unpack.
         self._words: memoryview | None = (
@@ -62,7 +76,7 @@ class GenerationTable:
 
     @staticmethod
     def slot_of(key: str) -> int:
-        return _HEADER + 8 * (zlib.crc32(key.encode("utf-8", "surrogatepass")) & (SLOTS - 1))
+        return _HEADER + 8 * (key_hash(key) & (SLOTS - 1))
 
     def get(self, key: str) -> int:
         value: int = _U64.unpack_from(self._map, self.slot_of(key))[0]
@@ -78,7 +92,13 @@ class GenerationTable:
 
     def bump(self, keys: Iterable[str]) -> None:
         """Advance the generation of every key (one lock for the whole batch)."""
-        offsets = {self.slot_of(k) for k in keys}
+        self._bump({self.slot_of(k) for k in keys})
+
+    def bump_hashes(self, hashes: Iterable[int]) -> None:
+        """:meth:`bump` for keys given by their :func:`key_hash`."""
+        self._bump({_HEADER + 8 * (h & (SLOTS - 1)) for h in hashes})
+
+    def _bump(self, offsets: set[int]) -> None:
         if not offsets:
             return
         fcntl.lockf(self._fd, fcntl.LOCK_EX)
@@ -87,6 +107,17 @@ class GenerationTable:
                 _U64.pack_into(
                     self._map, off, (_U64.unpack_from(self._map, off)[0] + 1) & 0xFFFFFFFFFFFFFFFF
                 )
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def bump_all(self) -> None:
+        """Advance every generation: nothing cached before is served again, in any process
+        sharing the table (what a host does that may have missed other hosts' writes).
+        A few tens of milliseconds, for a rare event."""
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            words = _ALL.unpack_from(self._map, _HEADER)
+            _ALL.pack_into(self._map, _HEADER, *[(w + 1) & 0xFFFFFFFFFFFFFFFF for w in words])
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
 

@@ -4,6 +4,12 @@
 loads is tagged with that generation and is only ever served while the generation is still
 current (see :mod:`registry.cache.generations`). Concurrent misses for one key and
 generation share a single store read.
+
+With a store several hosts share, the cache is exact only while the host hears every other
+host's writes (:mod:`registry.store.postgres.channel`); while it may not, it is *suspended*:
+every entry made before is refused (all generations bumped) and nothing is served from
+Redis or cached until it :meth:`resume` s. The hot path (:meth:`peek`) needs no check of its
+own for that: the bumped generations refuse every entry it holds.
 """
 
 from __future__ import annotations
@@ -48,6 +54,22 @@ class RecordCache:
         self.renderers: dict[str, Renderer] = {}
         self._inflight: dict[tuple[str, int], asyncio.Future[CacheEntry]] = {}
         self._cleanup: set[asyncio.Task[None]] = set()
+        self.coherent = True  # False: suspended, reads go to the store (see the module)
+
+    def suspend(self) -> None:
+        """Stop serving from and filling the tiers, refusing every entry made so far: the
+        host may have missed another host's write."""
+        if self.coherent:
+            self.stats.suspensions += 1
+        self.coherent = False
+        self.gens.bump_all()
+        self.local.clear()
+
+    def resume(self) -> None:
+        """Cache again, from nothing: the host hears every write from now on (and any it
+        missed before is refused with everything else)."""
+        self.gens.bump_all()
+        self.coherent = True
 
     def peek(self, key: str) -> CacheEntry | None:
         """The in-process tier's current entry for ``key``, or None: a hit without
@@ -108,7 +130,7 @@ class RecordCache:
             self.stats.expired += 1
 
     async def _load(self, key: str, offset: int, gen: int) -> CacheEntry:
-        if self.redis is not None:
+        if self.redis is not None and self.coherent:
             blob = await self.redis.get(key)
             if blob is not None:
                 entry = decode_entry(key, blob)
@@ -134,7 +156,7 @@ class RecordCache:
         entry.slot = offset
         # A write committed while we read makes this entry stale before it is cached: keep
         # it out of both tiers (it is still a correct answer to a request that raced it).
-        if ttl > 0 and self.gens.get_slot(offset) == gen:
+        if ttl > 0 and self.coherent and self.gens.get_slot(offset) == gen:
             if record is not None:
                 for fmt, fn in self.renderers.items():
                     entry.render(fmt, fn)

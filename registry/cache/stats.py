@@ -19,6 +19,7 @@ class CacheStats:
     redis_errors: int = 0
     redis_fills: int = 0
     breaker_opens: int = 0
+    suspensions: int = 0  # times the cache stopped: the host may have missed other hosts' writes
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""The one async store interface every backend implements (SQLite now, PostgreSQL later).
+"""The one async store interface every backend implements (SQLite, PostgreSQL).
 
 Records are addressed by *key* (:func:`registry.model.identifiers.handle_key`). Every write
 goes through :meth:`Store.transact`: the store reads the named records, hands them to a pure
@@ -9,12 +9,13 @@ request and every import batch atomic and serialisable without locks in the call
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from registry.errors import ServerError
+from registry.errors import STORE_UNAVAILABLE, ServerError
 from registry.model.values import Value, type_key
 from registry.model.wire import decode_values, encode_values
 
@@ -30,6 +31,22 @@ class StoreClosed(ServerError):
     """The store is not open (never opened, or closed)."""
 
     default_message = "Store is closed"
+
+
+class StoreConfigError(ValueError):
+    """The store location is unusable as given: it names no backend this node has, or the
+    backend refuses it for a reason the operator must fix (the message says which)."""
+
+
+class StoreUnavailable(ServerError):
+    """The store's database server cannot be reached (connection refused or lost, server
+    shutting down): a 503 the client may retry. A write that fails with it was not
+    acknowledged; whether it was applied is unknown only when the message says so."""
+
+    default_message = "The registry database is unavailable; try again"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, outcome=STORE_UNAVAILABLE)
 
 
 class StoreDamaged(Exception):
@@ -123,6 +140,8 @@ class Tally:
 Change = Put | PutEncoded | Delete | Report | Tally
 
 STAT_FIELDS = ("registrations", "updates", "deletions", "resolutions")
+# Seconds reported statistics rows are kept (totals then cover this long a period).
+STATS_RETENTION = 400 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +160,12 @@ class OutboxSummary:
     pending: int
     oldest: float | None  # creation time of the oldest pending item
     dead: int  # items the top-level refused for good (kept for the operator)
+
+
+def key_hash(key: str) -> int:
+    """The CRC-32 by which a written key is announced to other hosts (and by which their
+    generation tables pick its slot): stable across processes and hosts."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass"))
 
 
 def lookup_entries(values: Sequence[Value]) -> Iterator[tuple[str, str]]:
@@ -237,3 +262,41 @@ class Store(Protocol):
     async def stats_totals(self) -> dict[str, dict[str, int]]:
         """Counts per prefix over all intervals kept (reported or not; reported ones are
         kept for 400 days)."""
+
+
+class CacheListener(Protocol):
+    """What a serving process's cache does with news from a store several hosts share."""
+
+    def invalidate(self, hashes: Sequence[int] | None) -> None:
+        """Another host wrote the keys with these hashes (:func:`key_hash`; None: too
+        many to name)."""
+
+    def coherent(self, yes: bool) -> None:
+        """The cache may be used (the process hears every other host's writes), or must
+        not be any more."""
+
+
+class Lease(Protocol):
+    """A role one process at a time holds (e.g. sending the outbox); lost with the process."""
+
+    async def try_acquire(self) -> bool:
+        """Whether this process holds the role now (kept if held, taken if free)."""
+
+    async def release(self) -> None:
+        """Give the role up."""
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A store that several hosts serve at once (PostgreSQL): each host's cache must hear
+    the others' writes. Until :meth:`share` is called the store tells nobody of its writes."""
+
+    async def share(self, host: int, lease: float, listener: CacheListener | None) -> None:
+        """Join the hosts: every write of this store is acknowledged only once every other
+        host has applied it to its cache (or is known not to use its cache). ``host``: the
+        id of this host's generation table; ``lease``: seconds this process may use its
+        cache without hearing from the database; ``listener``: its cache (None: this
+        process never caches, it only writes)."""
+
+    def lease(self, name: str) -> Lease:
+        """The role ``name`` among every process of every host of this store."""

@@ -1,7 +1,8 @@
 """The one place a store backend is chosen: from a location the configuration gives.
 
 - a plain path (``/var/lib/idnode/registry.sqlite3``) or ``sqlite:PATH``: :class:`SQLiteStore`;
-- ``postgresql://...`` (or ``postgres://``): the PostgreSQL store, not yet available;
+- ``postgresql://...`` (or ``postgres://``): :class:`PostgresStore` (asyncpg, imported only
+  then);
 - any other ``SCHEME://`` is refused with :class:`StoreConfigError`.
 """
 
@@ -9,38 +10,56 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit, urlunsplit
 
-from registry.store.base import Store
+from registry.store.base import Store, StoreConfigError
 from registry.store.sqlite import SQLiteStore
+
+__all__ = [
+    "StoreConfigError",
+    "check_location",
+    "make_store",
+    "open_store",
+    "redact_location",
+    "without_password",
+]
 
 SQLITE_SCHEME = "sqlite:"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # a location with a scheme
 
 
-class StoreConfigError(ValueError):
-    """The store location names no backend this node has."""
-
-
-def make_store(location: str | os.PathLike[str], *, readers: int = 4) -> Store:
-    """The store at ``location``, not opened yet (call :meth:`Store.open`). ``readers``: the
-    reader threads or connections a backend keeps."""
-    if not isinstance(location, str):
-        return SQLiteStore(location, readers=readers)
+def check_location(location: str) -> str:
+    """The backend ``location`` names (``sqlite`` or ``postgresql``); raises
+    :class:`StoreConfigError` when it names none this node has."""
     if not location:
         raise StoreConfigError("no store location given")
     if location.startswith(SQLITE_SCHEME):
-        path = location[len(SQLITE_SCHEME) :]
-        if not path:
+        if not location[len(SQLITE_SCHEME) :]:
             raise StoreConfigError("sqlite: needs a file path, e.g. sqlite:/var/lib/idnode/reg.db")
-        return SQLiteStore(path, readers=readers)
+        return "sqlite"
     if location.startswith(POSTGRES_SCHEMES):
-        raise StoreConfigError("the PostgreSQL store is not available yet; use a SQLite path")
-    if _URL.match(location):
+        return "postgresql"
+    if URL.match(location):
         scheme = location.split(":", 1)[0]
         raise StoreConfigError(
             f"unknown store scheme {scheme!r}: give a file path, sqlite:PATH or postgresql://..."
         )
+    return "sqlite"
+
+
+def make_store(location: str | os.PathLike[str], *, readers: int = 4) -> Store:
+    """The store at ``location``, not opened yet (call :meth:`Store.open`). ``readers``: the
+    reader threads or connections a backend keeps (PostgreSQL: as many writer connections
+    too)."""
+    if not isinstance(location, str):
+        return SQLiteStore(location, readers=readers)
+    if check_location(location) == "postgresql":
+        from registry.store.postgres import PostgresStore  # asyncpg only when asked for
+
+        return PostgresStore(location, readers=readers)
+    if location.startswith(SQLITE_SCHEME):
+        location = location[len(SQLITE_SCHEME) :]
     return SQLiteStore(location, readers=readers)
 
 
@@ -49,3 +68,33 @@ async def open_store(location: str | os.PathLike[str], *, readers: int = 4) -> S
     store = make_store(location, readers=readers)
     await store.open()
     return store
+
+
+def _with_password(location: str, password: str | None) -> str:
+    if not URL.match(location):
+        return location
+    try:
+        parts = urlsplit(location)
+        if parts.password is None:
+            return location
+        netloc = parts.hostname or ""
+        if ":" in netloc:  # an IPv6 address
+            netloc = f"[{netloc}]"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        user = parts.username or ""
+        user += f":{password}" if password is not None else ""
+        return urlunsplit(parts._replace(netloc=f"{user}@{netloc}"))
+    except ValueError:  # not a URL we can take apart: show nothing of it
+        return location.split(":", 1)[0] + "://..."
+
+
+def without_password(location: str | None) -> str | None:
+    """``location`` as it may be written down: a URL without its password (give that by
+    the backend's own means, e.g. ``PGPASSWORD`` or ``~/.pgpass``)."""
+    return None if location is None else _with_password(location, None)
+
+
+def redact_location(location: str) -> str:
+    """``location`` as it may be shown or logged: a password as ``***``."""
+    return _with_password(location, "***")

@@ -14,10 +14,14 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from registry.store.base import STAT_FIELDS, OutboxItem, OutboxSummary, Report, Tally
-
-# Seconds reported statistics rows are kept (totals then cover this long a period).
-STATS_RETENTION = 400 * 86400
+from registry.store.base import (
+    STAT_FIELDS,
+    STATS_RETENTION,
+    OutboxItem,
+    OutboxSummary,
+    Report,
+    Tally,
+)
 
 
 def add_report(conn: sqlite3.Connection, change: Tally | Report) -> None:
