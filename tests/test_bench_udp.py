@@ -84,3 +84,38 @@ def test_dns_generator_against_the_dnspython_baseline(handles: Path) -> None:
     with _ceiling("--protocol", "dns") as served:
         result = _udpgen("dns-udp", served.port, handles, "--zone", "id.example.")
         _all_answered(result)
+
+
+def test_the_bench_runs_the_native_and_dns_scenarios_against_idnode(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = ["--scenarios", "native-udp,native-tcp,dns-udp", "--sizes", "500", "--repeats", "1"]
+    args += ["--duration", "0.3", "--warmup", "0.1", "--no-progress", "--out", str(out)]
+    args += ["--data-root", str(tmp_path / "data")]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    by_name = {inst["scenario"]: inst for inst in results["instances"]}
+    assert set(by_name) == {"native-udp", "native-tcp", "dns-udp"}  # no HTTP ceiling needed
+    for name, inst in by_name.items():
+        assert inst["error"] is None, inst["error"]
+        (ref,) = [r for r in inst["runs"] if r.get("reference")]
+        (top,) = [r for r in inst["runs"] if not r.get("reference")]
+        (primed,) = inst["primes"]
+        assert primed["completed"] >= 500  # every hot key resolved once before measuring
+        for run in (ref, top):
+            assert run["protocol"] == name
+            # idnode answered every request with success, as its ceiling did.
+            _all_answered(run)
+    targets = {t["id"]: t for t in results["targets"]}
+    for tid in ("native_udp", "native_tcp", "dns_udp"):
+        assert targets[tid]["status"] in ("PASS", "MISS") and targets[tid]["measured"] > 0
+    assert [d["scenario"] for d in results["datagram_check"]] == list(by_name)
+    assert "**Native and DNS: CPU per request**" in (out / "summary.md").read_text()
