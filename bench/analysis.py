@@ -162,6 +162,35 @@ def generator_check(results: Result) -> Result:
     return out
 
 
+def _per_request_us(runs: list[Result], who: str) -> Result:
+    return spread([_cpu(r, who) * 1e6 / r["rps"] for r in runs if r["rps"] > 0])
+
+
+def datagram_check(results: Result) -> list[Result]:
+    """Per native/DNS scenario: CPU per request of idnode, of its ceiling and of the
+    generator driving the ceiling, and the rate the generator could send at 100% of its
+    core — which must exceed the ceiling's for the ceiling to be the server's limit."""
+    out = []
+    for inst in results["instances"]:
+        refs = [r for r in inst["runs"] if r.get("reference") and r.get("protocol")]
+        if inst["error"] or not refs:
+            continue
+        closed = closed_runs(inst)
+        out.append(
+            {
+                "scenario": inst["scenario"],
+                "server_us": _per_request_us(closed, "server"),
+                "ceiling_us": _per_request_us(refs, "server"),
+                "generator_us": _per_request_us(refs, "generator"),
+                "generator_capacity_rps": spread(
+                    [r["rps"] / _cpu(r, "generator") for r in refs if _cpu(r, "generator") > 0]
+                ),
+                "ceiling_rps": spread([r["rps"] for r in refs]),
+            }
+        )
+    return out
+
+
 def warnings(results: Result, summaries: list[Result]) -> list[str]:
     notes: list[str] = []
     probes = results.get("steadiness") or []

@@ -69,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--scenarios",
         type=_names,
         metavar="NAME,...",
-        help="scenarios to run (default: all; see --list); the ceiling is always included",
+        help="scenarios to run (default: all; see --list); HTTP ones bring the HTTP ceiling, "
+        "native/DNS ones measure their own",
     )
     p.add_argument(
         "--repeats", type=positive_int, help="repeats per scenario (default 3; smoke: 1)"
@@ -130,7 +131,8 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "bench",
         help="run the benchmark and write its report",
         description="Benchmark idnode (HTTP resolution per cache tier and registry size, "
-        "fixed-rate latency, writes, workers, bulk import) against a bare aiohttp ceiling "
+        "fixed-rate latency, writes, workers, bulk import) against a bare aiohttp ceiling, "
+        "native Handle UDP/TCP and DNS resolution against bare servers of their own, "
         "and write results.json, summary.md and PNG charts.",
     )
     add_arguments(p)

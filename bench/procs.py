@@ -24,7 +24,7 @@ from bench import procfs
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-LISTENING = re.compile(rb"listening on (https?)://(\S+):(\d+)\s*$")
+LISTENING = re.compile(rb"listening on (https?|hdl-udp|dns-udp)://(\S+):(\d+)\s*$")
 START_TIMEOUT = 60.0  # seconds; a 10 M registry's first open can take a while on a slow disk
 STOP_TIMEOUT = 10.0
 

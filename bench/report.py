@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import steadiness
-from bench.analysis import generator_check, summarise, warnings
+from bench.analysis import datagram_check, generator_check, summarise, warnings
 from bench.scenarios import is_import, sqlite_namesake
 from bench.targets import evaluate
 
@@ -50,6 +50,7 @@ def analyse(results: Result) -> Result:
     results["summary"] = summaries
     results["targets"] = [t.as_dict() for t in evaluate(summaries, results["settings"])]
     results["generator_check"] = generator_check(results)
+    results["datagram_check"] = datagram_check(results)
     results["warnings"] = warnings(results, summaries)
     return results
 
@@ -143,6 +144,21 @@ def markdown(results: Result) -> str:
             f"{_rng(g['primary_cpu'], '{:.0%}')} of a core; the project's generator: "
             f"{_rng(g['own_rps'])} req/s at {_rng(g['own_cpu'], '{:.0%}')}."
         )
+    if results.get("datagram_check"):
+        lines += [
+            "",
+            "**Native and DNS: CPU per request** (µs of a core; the generator's against the "
+            "scenario's own ceiling, and the rate it could send with its core to itself)",
+            "",
+            "| scenario | idnode | ceiling | generator | generator capacity | ceiling req/s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for d in results["datagram_check"]:
+            lines.append(
+                f"| {d['scenario']} | {_rng(d['server_us'], '{:.1f}')} | "
+                f"{_rng(d['ceiling_us'], '{:.1f}')} | {_rng(d['generator_us'], '{:.1f}')} | "
+                f"{_rng(d['generator_capacity_rps'])} | {_rng(d['ceiling_rps'])} |"
+            )
     if place.get("note"):
         lines += ["", f"Placement: {place['note']}."]
     two = next((s for s in http if s["workers"] > 1 and not s["error"]), None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -159,6 +160,8 @@ class Runner:
     def runs_per_repeat(self, sc: Scenario) -> int:
         if sc.kind == "import":
             return 1
+        if sc.kind == "datagram":
+            return 3  # its own ceiling, priming, the maximum
         # The ceiling's generator check (with wrk), or another scenario's paired ceiling run.
         extra = int(self.primary == "wrk") if sc.kind == "ceiling" else 1
         return (2 if sc.prime else 0) + 1 + extra + len(self.s.loads)
@@ -226,6 +229,8 @@ class Runner:
                 for sc, size in self.instances():
                     if sc.kind == "import":
                         instances.append(self._import(sc).as_dict())
+                    elif sc.kind == "datagram":
+                        instances.append(self._datagram(sc, size).as_dict())
                     else:
                         instances.append(self._http(sc, size).as_dict())
         results["instances"] = instances
@@ -493,6 +498,120 @@ class Runner:
             served, watch, place, req_json, connections=self.s.open_connections, rate=rate
         )
 
+    # ------------------------------------------------------------------ native, DNS
+
+    def _datagram(self, sc: Scenario, size: int | None) -> Instance:
+        """Per repeat: a closed-loop run against a fresh bare server of the protocol (the
+        ceiling, kept as the repeat's reference run), then one against a fresh idnode whose
+        caches a pass over the keys has filled. Same generator, same placement."""
+        place = placement(1)
+        inst = Instance(sc.name, size, 1, place)
+        label = sc.name + (f" {_short(size)}" if size else "")
+        try:
+            if size is None:
+                raise ProcError("needs a registry")
+            handles = self.work / f"{sc.name}-{size}.handles"
+            keys = workload.key_sample(size, workload.HOT_KEYS)
+            handles.write_text("".join(dataset.identifier(i) + "\n" for i in keys), "utf-8")
+            for r in range(self.s.repeats):
+                self._step(f"{label} r{r + 1} ceiling")
+                with self._udp_ceiling(sc, size, place) as (port, watch):
+                    ref = self._udpgen(sc, port, watch, place, handles)
+                inst.runs.append({"repeat": r, "load": None, "reference": True, **ref})
+                self._step(f"{label} r{r + 1}", ref)
+                with self._idnode_datagram(sc, size, place) as (served, port):
+                    watch = {"server": served.pids()}
+                    self._step(f"{label} r{r + 1} priming")
+                    primed = self._udpgen(sc, port, watch, place, handles, prime=True)
+                    inst.primes.append(primed)
+                    self._step(f"{label} r{r + 1} max", primed)
+                    top = self._udpgen(sc, port, watch, place, handles)
+                    inst.runs.append({"repeat": r, "load": None, **top})
+                    self._step(f"{label} r{r + 1}", top)
+                    inst.peak_rss_mb.append(served.peak_rss_mb())
+        except (ProcError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            inst.error = str(exc)
+            self._note(f"{label}: FAILED: {exc}")
+        return inst
+
+    @contextlib.contextmanager
+    def _idnode_datagram(
+        self, sc: Scenario, size: int, place: Placement
+    ) -> Iterator[tuple[Served, int]]:
+        port = free_datagram_port()
+        flags: tuple[str, ...]
+        if sc.protocol == "dns-udp":
+            flags = ("--dns", f"127.0.0.1:{port}", "--dns-zone", DNS_ZONE)
+        else:
+            flags = ("--native", f"127.0.0.1:{port}")
+        with self._idnode(size, workers=1, cores=place.server, flags=flags) as served:
+            yield served, port
+
+    @contextlib.contextmanager
+    def _udp_ceiling(
+        self, sc: Scenario, size: int, place: Placement
+    ) -> Iterator[tuple[int, dict[str, list[int]]]]:
+        cmd = [PYTHON, "-m", "bench.ceiling_udp", "--listen", "127.0.0.1:0"]
+        if sc.protocol == "dns-udp":
+            cmd += ["--protocol", "dns"]
+        else:
+            cmd += ["--protocol", "native", "--answer", str(self._native_answer(size))]
+        served = start_server("native/DNS ceiling", cmd, cores=place.server)
+        try:
+            yield served.port, {"server": served.pids()}
+        finally:
+            served.stop()
+
+    def _native_answer(self, size: int) -> Path:
+        """idnode's own native reply to the probe key (a TCP frame), which the native
+        ceiling then sends, its id and expiration patched, to every request (over UDP split
+        into datagrams as idnode splits it)."""
+        path = self.work / f"native-answer-{size}.bin"
+        if path.exists():
+            return path
+        handle = dataset.identifier(workload.probe_key(size))
+        from resolver.native.client import request
+        from resolver.native.envelope import ENVELOPE_SIZE
+        from resolver.native.messages import ResolutionRequest
+        from resolver.native.writers import encode
+
+        msg = encode(request(ResolutionRequest(handle)))
+        probe = self._idnode_datagram(_NATIVE_PROBE, size, placement(1))
+        with probe as (_, port), socket.create_connection(("127.0.0.1", port), 10) as sock:
+            sock.sendall(msg)
+            reply = _read_exactly(sock, ENVELOPE_SIZE)
+            reply += _read_exactly(sock, int.from_bytes(reply[16:20]))
+        if reply[24:28] != b"\0\0\0\1":  # the header's response code: success
+            raise ProcError(f"native probe of {handle} failed: {reply[:64].hex()}")
+        path.write_bytes(reply)
+        return path
+
+    def _udpgen(
+        self,
+        sc: Scenario,
+        port: int,
+        watch: dict[str, list[int]],
+        place: Placement,
+        handles: Path,
+        *,
+        prime: bool = False,
+    ) -> Result:
+        cmd = [PYTHON, "-m", "bench.udpgen", "--protocol", sc.protocol, "--port", str(port)]
+        cmd += ["--handles", str(handles), "--zone", DNS_ZONE]
+        cmd += ["--outstanding", str(self.s.connections)]
+        cmd += ["--duration", str(self.s.duration), "--warmup", str(self.s.warmup)]
+        if prime:
+            cmd.append("--prime")
+        for name, pids in watch.items():
+            cmd += ["--watch", f"{name}={','.join(map(str, pids))}"]
+        done = run_measured(
+            cmd, cores=place.generator, timeout=self.s.warmup + self.s.duration + 180
+        )
+        if done.returncode != 0:
+            raise ProcError(f"udpgen failed: {done.stderr.strip()[-2000:]}")
+        result: Result = json.loads(done.stdout)
+        return result
+
     # ------------------------------------------------------------------ import
 
     def _import(self, sc: Scenario) -> Instance:
@@ -531,6 +650,35 @@ class Runner:
             inst.error = str(exc)
             self._note(f"import: FAILED: {exc}")
         return inst
+
+
+DNS_ZONE = "id.bench."
+_NATIVE_PROBE = Scenario("probe", "", "", kind="datagram", protocol="native-udp")
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ProcError("native probe: the connection closed early")
+        buf += chunk
+    return buf
+
+
+def free_datagram_port() -> int:
+    """A port free for UDP and TCP alike (the native listener binds both)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise ProcError("no port free for both UDP and TCP")
 
 
 def _iso(t: float) -> str:

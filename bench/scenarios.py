@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-Kind = Literal["ceiling", "http", "import"]
+Kind = Literal["ceiling", "http", "import", "datagram"]
+# What a datagram scenario sends (bench.udpgen --protocol); its ceiling is bench.ceiling_udp.
+Protocol = Literal["", "native-udp", "native-tcp", "dns-udp"]
 Keys = Literal["hot", "cold"]
 Redis = Literal["none", "up", "down"]
 Sizes = Literal["none", "all", "ends", "largest"]
@@ -40,6 +42,7 @@ class Scenario:
     # The registry's store: the cached SQLite registry, or a copy of it in PostgreSQL
     # (bench/pgstore.py); "-pg" scenarios mirror their SQLite namesakes.
     store: StoreKind = "sqlite"
+    protocol: Protocol = ""
 
     def sizes_of(self, sizes: list[int]) -> list[int | None]:
         """The registry sizes this scenario runs at (None: it needs no registry)."""
@@ -115,6 +118,30 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the hot scenario served by --workers 2 (SO_REUSEPORT)",
         workers=2,
         prime=4,
+    ),
+    Scenario(
+        "native-udp",
+        "native UDP hot",
+        "hot keys resolved over the native Handle protocol (UDP), against a bare UDP server "
+        "sending a captured answer",
+        kind="datagram",
+        protocol="native-udp",
+    ),
+    Scenario(
+        "native-tcp",
+        "native TCP hot",
+        "hot keys resolved over the native Handle protocol (TCP, one request in flight per "
+        "connection), against a bare TCP server sending a captured answer",
+        kind="datagram",
+        protocol="native-tcp",
+    ),
+    Scenario(
+        "dns-udp",
+        "DNS UDP hot",
+        "hot keys' URI records over DNS (UDP), against a bare dnspython UDP server answering "
+        "a fixed record",
+        kind="datagram",
+        protocol="dns-udp",
     ),
     Scenario(
         "import",

@@ -208,6 +208,7 @@ def evaluate(summaries: list[Result], settings: Result) -> list[Target]:
         out.append(_judge("workers", "Two workers vs one", nan, 1.7, at_least=True, fmt="{:.2f}x"))
     out.append(_rss(summaries))
     out += _postgresql(summaries)
+    out += _datagram(summaries, hot)
     return out
 
 
@@ -236,6 +237,43 @@ def _postgresql(summaries: list[Result]) -> list[Target]:
             fmt="{:,.0f} records/s",
         )
     )
+    return out
+
+
+# Issues 14 and 15: each as a share of its own bare server, measured in the same run.
+DATAGRAM_TARGETS = (
+    ("native-udp", "Native UDP hot resolution, share of its ceiling", 0.85),
+    ("native-tcp", "Native TCP hot resolution, share of its ceiling", 0.85),
+    ("dns-udp", "DNS UDP hot resolution, share of the dnspython baseline", 0.70),
+)
+
+
+def _datagram(summaries: list[Result], hot: Result | None) -> list[Target]:
+    """The native and DNS targets, each note with the ceiling's own rate and the ratio to
+    the HTTP hot figure when the run has one (at the same registry size if measured)."""
+    out = []
+    for name, title, goal in DATAGRAM_TARGETS:
+        s = _find(summaries, name)
+        notes = []
+        if s is not None:
+            notes.append(f"{s['rps']['median']:,.0f} req/s")
+            ref = s.get("reference_rps")
+            if ref:
+                notes.append(f"its ceiling {ref['median']:,.0f} req/s")
+            http = _find(summaries, "hot", s["size"]) or hot
+            if http is not None and http["rps"]["median"] > 0:
+                notes.append(f"{s['rps']['median'] / http['rps']['median']:.2f}x HTTP hot")
+        out.append(
+            _judge(
+                name.replace("-", "_"),
+                title,
+                s["ratio"] if s else math.nan,
+                goal,
+                at_least=True,
+                fmt="{:.0%}",
+                note="; ".join(notes),
+            )
+        )
     return out
 
 

@@ -112,7 +112,7 @@ async def test_http_and_another_listener_serve_one_node_and_close_in_order(
 ) -> None:
     config = await config_of(tmp_path)
     events: Events = []
-    http = next(kind for kind in KINDS if kind.name == "http")
+    (http,) = [kind for kind in KINDS if kind.name == "http"]
     kinds = [recorded(http, events), recorded(dummy_kind(events), events)]
     shell = Shell(
         config,
@@ -169,7 +169,7 @@ async def test_http_and_another_listener_serve_one_node_and_close_in_order(
 async def test_a_listener_that_cannot_start_closes_what_was_opened(tmp_path: Path) -> None:
     config = await config_of(tmp_path)
     events: Events = []
-    http = next(kind for kind in KINDS if kind.name == "http")
+    (http,) = [kind for kind in KINDS if kind.name == "http"]
     kinds = [recorded(http, events), dummy_kind(events, fail=True)]
     shell = Shell(config, services=[lambda node: Service(node, events)], kinds=kinds)
     with pytest.raises(OSError, match="already in use"):
