@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -58,11 +58,11 @@ async def hosts(tmp_path: Path, dsn: str, n: int) -> AsyncIterator[list[Node]]:
             await node.close()
 
 
-async def wait_for(condition: object, what: str) -> None:
+async def wait_for(condition: Callable[[], object], what: str) -> None:
     """Poll ``condition()`` (every 10 ms, within TIMEOUT s)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert loop.time() < deadline, f"not {what} within {TIMEOUT} s"
         await asyncio.sleep(0.01)
 
