@@ -77,7 +77,7 @@ def markdown(results: Result) -> str:
         "(median (min-max) of those ratios), so drift in the machine's speed cancels out.",
         *([steadiness.describe(results["steadiness"])] if results.get("steadiness") else []),
         "",
-        "**Targets** (issue 4)",
+        "**Targets**",
         "",
         "| target | goal | measured | status |",
         "|---|---|---|---|",
@@ -237,7 +237,7 @@ def charts(results: Result, out: Path) -> list[Path]:
         ax.legend(loc="lower right")
     ax.invert_yaxis()
     ax.set_xlabel("requests/s (closed loop, median; bars: min-max)")
-    ax.set_title("idnode HTTP throughput per scenario")
+    ax.set_title("idnode throughput per scenario")
     fig.tight_layout()
     paths.append(_save(fig, out / CHARTS[0]))
 

@@ -1,4 +1,4 @@
-"""The speed idnode must reach (issue 4), judged against a run's figures. A target that is
+"""The speed idnode must reach, judged against a run's figures. A target that is
 missed says by how much; one this machine cannot measure says why (never a silent pass).
 The targets are never lowered to fit a result: a miss means profiling the hot path."""
 
