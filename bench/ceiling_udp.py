@@ -162,13 +162,22 @@ async def serve(protocol: str, host: str, port: int, reply: bytes) -> None:
             bound = t.get_extra_info("sockname")
             return [f"ceiling listening on dns-udp://{bound[0]}:{bound[1]}"]
         answer = Answer(reply)
-        udp, _ = await loop.create_datagram_endpoint(
-            lambda: NativeUdp(answer), local_addr=(host, port)
-        )
-        closers.append(udp)
-        bound = udp.get_extra_info("sockname")
-        tcp = await loop.create_server(lambda: NativeTcp(answer), bound[0], bound[1])
-        closers.append(tcp)
+        # With port 0 another process may hold the TCP side of the port UDP was given: try a
+        # few ports, as the native listener does.
+        for attempt in range(8):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: NativeUdp(answer), local_addr=(host, port)
+            )
+            bound = udp.get_extra_info("sockname")
+            try:
+                tcp = await loop.create_server(lambda: NativeTcp(answer), bound[0], bound[1])
+            except OSError:
+                udp.close()
+                if port != 0 or attempt == 7:
+                    raise
+                continue
+            break
+        closers.extend((udp, tcp))
         return [
             f"ceiling listening on hdl-udp://{bound[0]}:{bound[1]}",
             f"ceiling listening on hdl-tcp://{bound[0]}:{bound[1]}",
