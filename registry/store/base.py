@@ -300,3 +300,19 @@ class SharedStore(Protocol):
 
     def lease(self, name: str) -> Lease:
         """The role ``name`` among every process of every host of this store."""
+
+
+def successor(text: str) -> str | None:
+    """The smallest string greater than every string starting with ``text`` (None: none), in
+    code point order: the order of SQLite's TEXT (UTF-8 bytes) and of PostgreSQL's
+    ``COLLATE "C"``, so a key range ``[text, successor(text))`` holds exactly the keys
+    starting with ``text``. Surrogates cannot be stored: they are skipped."""
+    while text:
+        code = ord(text[-1])
+        if code < 0x10FFFF:
+            code += 1
+            if 0xD800 <= code <= 0xDFFF:
+                code = 0xE000
+            return text[:-1] + chr(code)
+        text = text[:-1]
+    return None

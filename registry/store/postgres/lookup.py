@@ -10,26 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from registry.store.base import successor
 from registry.store.postgres.plan import storable, upper
 
 
 def like_escape(literal: str) -> str:
     """Make ``literal`` match itself in a LIKE pattern (escape character ``\\``)."""
     return literal.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def successor(text: str) -> str | None:
-    """The smallest string greater than every string starting with ``text`` (None: none):
-    code point order, which ``COLLATE "C"`` over UTF-8 is."""
-    while text:
-        code = ord(text[-1])
-        if code < 0x10FFFF:
-            code += 1
-            if 0xD800 <= code <= 0xDFFF:
-                code = 0xE000
-            return text[:-1] + chr(code)
-        text = text[:-1]
-    return None
 
 
 def query(

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from registry.store.base import successor
 from registry.store.sqlite.records import upper
 
 
@@ -27,23 +28,6 @@ def _glob_escape(literal: str) -> str:
     return literal.replace("[", "[[]").replace("?", "[?]")
 
 
-def _successor(text: str) -> str | None:
-    """The smallest string greater than every string starting with ``text`` (None: none).
-
-    SQLite compares TEXT as UTF-8 bytes, which orders like code points, so bumping the last
-    code point works; surrogates cannot be encoded, so skip over them.
-    """
-    while text:
-        code = ord(text[-1])
-        if code < 0x10FFFF:
-            code += 1
-            if 0xD800 <= code <= 0xDFFF:
-                code = 0xE000
-            return text[:-1] + chr(code)
-        text = text[:-1]
-    return None
-
-
 def reverse_lookup_query(
     type_key: str, pattern: str, limit: int, within: Sequence[str] | None
 ) -> tuple[str, tuple[Any, ...]]:
@@ -60,7 +44,7 @@ def reverse_lookup_query(
         if literal:
             conds.append("data >= ?")
             params.append(literal)
-            upper_bound = _successor(literal)
+            upper_bound = successor(literal)
             if upper_bound is not None:
                 conds.append("data < ?")
                 params.append(upper_bound)
