@@ -114,6 +114,8 @@ class Authenticator:
 
 
 _Key = tuple[str, ...]  # ("pair", address, handle), ("identity", handle), ...
+# Told of each failed attempt: (transport, address, identity named or None).
+FailureHook = Callable[[str, str, adm.AdminRef | None], Awaitable[None]]
 
 
 class FailureThrottle:
@@ -149,6 +151,7 @@ class FailureThrottle:
         self._max = max_entries
         self._clock = clock
         self._fails: OrderedDict[_Key, tuple[int, float]] = OrderedDict()
+        self.on_failure: FailureHook | None = None  # e.g. the audit log's
 
     def _counters(self, address: str, identity: adm.AdminRef | None) -> list[tuple[_Key, int]]:
         """The counters an attempt from ``address`` as ``identity`` falls under, each with
@@ -204,22 +207,25 @@ class FailureThrottle:
         address: str,
         identity: adm.AdminRef | None,
         prove: Callable[[adm.AdminRef], Awaitable[Principal]],
+        transport: str = "http",
     ) -> Principal:
         """One authentication attempt from ``address`` as ``identity``, whichever protocol
         carries it (HTTP Basic, the native challenge-response): :class:`Throttled` while
         attempts from there must wait; then ``prove(identity)``, which raises
         AuthenticationFailed for wrong credentials, counted as it went. ``identity`` None:
-        credentials that named nobody, a failure without a check."""
+        credentials that named nobody, a failure without a check. Each failure is told to
+        :attr:`on_failure` (``transport``: what carried the attempt)."""
         wait = self.retry_after(address, identity)
         if wait > 0:
             raise Throttled(self.ceil(wait))
-        if identity is None:
-            self.failed(address, None)
-            raise AuthenticationFailed("")
         try:
+            if identity is None:
+                raise AuthenticationFailed("")
             who = await prove(identity)
         except AuthenticationFailed:
             self.failed(address, identity)
+            if self.on_failure is not None:
+                await self.on_failure(transport, address, identity)
             raise
         self.succeeded(address, identity)
         return who

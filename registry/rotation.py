@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from registry.audit import OPERATOR, Caller
 from registry.keyring import Keyring
 from registry.service import Registry
 
@@ -38,7 +39,10 @@ async def rotate(
     batch: int = 500,
     progress: bool = False,
     validity: int,
+    caller: Caller = OPERATOR,
 ) -> RotationReport:
+    """Rotate (or resume rotating) the signing key; the audit log records the switch, each
+    batch re-signed and each publication, naming ``caller``."""
     state = keyring.load_state()
     resumed = state.rotation is not None
     n = keyring.add_signing_key()
@@ -46,7 +50,9 @@ async def rotate(
     with keyring.locked():
         state = keyring.load_state()
         assert state.rotation is not None
-        if not state.rotation.get("switched"):
+        switching = not state.rotation.get("switched")
+        old = state.current
+        if switching:
             now = int(time.time())
             state.retired.append({"n": state.current, "retired_at": now})
             # Keys retired longer ago than a signature lives sign nothing that still counts.
@@ -55,6 +61,9 @@ async def rotate(
             state.rotation["switched"] = True
             keyring.save_state(state)
         after = state.rotation.get("after")
+    if switching:
+        detail = f"signing key {n} replaces key {old}"
+        await registry.audit_event(registry.context(caller), "key.rotate", keyring.handle, detail)
     total = await registry.store.count()
     bar = tqdm(
         total=total,
@@ -71,7 +80,7 @@ async def rotate(
             if not rows:
                 break
             keys = [key for key, _ in rows]
-            resigned += await registry.resign(keys)
+            resigned += await registry.resign(keys, caller)
             after = keys[-1]
             with keyring.locked():
                 state = keyring.load_state()

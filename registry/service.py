@@ -10,17 +10,38 @@ the facade every caller uses; the parts it is made of, one job each, are in
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from registry import authz
+from registry.audit import (
+    IMPORT,
+    OPERATOR,
+    Caller,
+    Context,
+    Refusals,
+    batch_entry,
+    identity_key,
+    prefix_of,
+    record_entries,
+)
 from registry.auth import Authenticator
 from registry.authz import Principal
 from registry.bulk import BulkSpec, Prepared
 from registry.cache.records import RecordCache
-from registry.errors import HandleNotFound, NotResponsible
-from registry.model.identifiers import Identifier, handle_key, is_within, served_prefix
+from registry.errors import HandleNotFound, InsufficientPermissions, NotResponsible
+from registry.model import admin as adm
+from registry.model.admin import AdminRef
+from registry.model.identifiers import (
+    Identifier,
+    handle_key,
+    is_within,
+    parse,
+    prefix_handle,
+    served_prefix,
+)
 from registry.model.values import Value, check_unique
 from registry.reporting import reports_for
 from registry.secrets import Sealer
@@ -30,6 +51,8 @@ from registry.writes import edits, imports, keys
 from registry.writes.edits import WriteResult
 from registry.writes.imports import ImportResult
 from registry.writes.values import Preparer
+
+log = logging.getLogger("idnode.audit")
 
 WriteHook = Callable[[Sequence[str]], Awaitable[None]]
 R = TypeVar("R")
@@ -59,6 +82,8 @@ class Registry:
         self.clock = clock
         self.write_hooks: list[WriteHook] = [records.invalidate]
         self.authenticator = Authenticator(store, sealer, self._record)
+        self.homed = tuple(homed)
+        self.refusals = Refusals()
 
     @property
     def signer(self) -> RecordSigner | None:
@@ -103,24 +128,96 @@ class Registry:
             return None
         return await self.authenticator.with_groups(who, await self.authority(ident))
 
-    async def _write(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
-        """``store.transact`` with the write's reports (outbox items, statistics) added to
-        its changes, so they commit or roll back together; then the write hooks (cache
-        invalidation) for the records changed. A mutation that changes nothing reports
-        nothing and notifies nobody."""
+    def context(self, caller: Caller, who: Principal | None = None) -> Context:
+        """Who a write's audit entries name: the authenticated identity, else the caller's."""
+        identity = caller.identity if who is None else identity_key(str(who.identity))
+        return Context(caller, identity, self.clock())
+
+    async def _write(
+        self,
+        keys: Sequence[str],
+        mutation: Mutation[R],
+        ctx: Context,
+        *,
+        action: str | None = None,
+        batch: str | None = None,
+        report: bool = True,
+    ) -> R:
+        """``store.transact`` with the write's reports (outbox items, statistics) and audit
+        entries added to its changes, so they commit or roll back together; then the write
+        hooks (cache invalidation) for the records changed. A mutation that changes nothing
+        reports nothing, records nothing and notifies nobody. Audit entries: one per record
+        written (``action`` names them, default create/update/delete), or with ``batch``
+        one for them all, of that action (:mod:`registry.audit`). A refusal (the caller
+        lacks a right) is recorded on its own. ``report`` False: a write of the node's own
+        (re-signing) that the top-level is not told of."""
         touched: list[str] = []
 
         def reported(records: Mapping[str, Record]) -> tuple[Sequence[Change], R]:
             changes, result = mutation(records)
             written = (c.key for c in changes if isinstance(c, Put | PutEncoded | Delete))
             touched[:] = dict.fromkeys(written)
-            extra = reports_for(records, changes, self.homed_keys, self._now(), self.stats_seconds)
-            return [*changes, *extra], result
+            extra = (
+                reports_for(records, changes, self.homed_keys, self._now(), self.stats_seconds)
+                if report
+                else []
+            )
+            if batch is not None:
+                audits = batch_entry(ctx, changes, batch)
+            else:
+                audits = record_entries(ctx, records, changes, action)
+            return [*changes, *extra, *audits], result
 
-        result = await self.store.transact(keys, reported)
+        try:
+            result = await self.store.transact(keys, reported)
+        except InsufficientPermissions as exc:
+            await self.refused(ctx.caller, ctx.identity, keys[0], exc.message or "")
+            raise
         if touched:
             await self._notify(touched)
         return result
+
+    # ------------------------------------------------------------ the audit log
+
+    async def audit_event(
+        self, ctx: Context, action: str, handle: str = "", detail: str = "", prefix: str = ""
+    ) -> None:
+        """Append one entry on its own (in a transaction of its own): for what is not a
+        write of records (a refusal, a configuration change, a key rotation step)."""
+        entry = ctx.entry(action, handle, prefix, detail=detail)
+        await self.store.transact([], lambda _: ([entry], None))
+
+    async def refused(self, caller: Caller, identity: str, handle: str, reason: str) -> None:
+        """Record a refusal (wrong credentials, a right the caller lacks), within the rate
+        :class:`~registry.audit.Refusals` allows. Never raises: the refusal is the
+        answer, whether or not the log could take it (then it is logged)."""
+        ctx = Context(caller, identity, self.clock())
+        note = self.refusals.admit(identity, caller.address, ctx.at)
+        if note is None:
+            return
+        detail = "; ".join(t for t in (reason, note) if t)
+        try:
+            await self.audit_event(ctx, "refused", handle, detail, prefix_of(handle_key(handle)))
+        except Exception:
+            log.exception("could not record a refusal of %s from %s", identity, caller.address)
+
+    async def login_failed(self, transport: str, address: str, identity: AdminRef | None) -> None:
+        """Credentials from ``address`` that did not prove ``identity`` (None: that named
+        nobody): a :attr:`registry.auth.FailureThrottle.on_failure`."""
+        who = "?" if identity is None else identity_key(str(identity))
+        handle = "" if identity is None else identity.handle
+        await self.refused(Caller(transport, address, who), who, handle, "authentication failed")
+
+    async def is_node_admin(self, who: Principal) -> bool:
+        """Whether ``who`` administers this node: it holds "add derived prefix" (allocating
+        enterprise prefixes) in the prefix handle of every prefix the node is home for."""
+        for prefix in self.homed:
+            ident = parse(prefix_handle(prefix))
+            records = await self.authority(ident)
+            member = await self.authenticator.with_groups(who, records)
+            if not authz.rights_in(records.get(ident.key), member) & adm.ADD_DERIVED_PREFIX:
+                return False
+        return bool(self.homed)
 
     async def _notify(self, keys: Sequence[str]) -> None:
         for hook in self.write_hooks:
@@ -135,6 +232,7 @@ class Registry:
         *,
         overwrite: bool = True,
         who: Principal | None = None,
+        caller: Caller = OPERATOR,
     ) -> WriteResult:
         """Create ``ident`` with ``values`` or (``overwrite``) replace its values whole."""
         self.require_homed(ident)
@@ -142,7 +240,7 @@ class Registry:
         values = self.prep.client(ident.key, values)
         who = await self._principal(ident, who)
         mutate = edits.put_record(ident, values, overwrite, who, self._now(), self.prep)
-        return await self._write(authz.authority_keys(ident), mutate)
+        return await self._write(authz.authority_keys(ident), mutate, self.context(caller, who))
 
     async def put_values(
         self,
@@ -151,6 +249,7 @@ class Registry:
         *,
         overwrite: bool = True,
         who: Principal | None = None,
+        caller: Caller = OPERATOR,
     ) -> WriteResult:
         """Add or replace just ``values`` in an existing record (the ``?index=`` form)."""
         self.require_homed(ident)
@@ -158,16 +257,23 @@ class Registry:
         values = self.prep.client(ident.key, values)
         who = await self._principal(ident, who)
         mutate = edits.put_values(ident, values, overwrite, who, self._now(), self.prep)
-        return await self._write(authz.authority_keys(ident), mutate)
+        return await self._write(authz.authority_keys(ident), mutate, self.context(caller, who))
 
-    async def delete_record(self, ident: Identifier, who: Principal | None = None) -> None:
+    async def delete_record(
+        self, ident: Identifier, who: Principal | None = None, caller: Caller = OPERATOR
+    ) -> None:
         if not self.is_homed(ident):
             raise HandleNotFound()  # the reference answers 404 here, not 301
         who = await self._principal(ident, who)
-        await self._write(authz.authority_keys(ident), edits.delete_record(ident, who))
+        mutate = edits.delete_record(ident, who)
+        await self._write(authz.authority_keys(ident), mutate, self.context(caller, who))
 
     async def delete_values(
-        self, ident: Identifier, indexes: Sequence[int], who: Principal | None = None
+        self,
+        ident: Identifier,
+        indexes: Sequence[int],
+        who: Principal | None = None,
+        caller: Caller = OPERATOR,
     ) -> None:
         """Remove those values, all or nothing."""
         if not self.is_homed(ident):
@@ -176,12 +282,12 @@ class Registry:
         now = self._now()
         self.prep.refresh()
         mutate = edits.delete_values(ident, indexes, who, now, self.prep)
-        await self._write(authz.authority_keys(ident), mutate)
+        await self._write(authz.authority_keys(ident), mutate, self.context(caller, who))
 
     # ------------------------------------------------------------ imports
 
     async def import_records(
-        self, items: Sequence[tuple[Identifier, Sequence[Value]]]
+        self, items: Sequence[tuple[Identifier, Sequence[Value]]], caller: Caller = IMPORT
     ) -> ImportResult:
         """Create or replace many records in one transaction (trusted: the local operator;
         idempotent, :mod:`registry.writes.imports`)."""
@@ -196,7 +302,7 @@ class Registry:
         for ident, _ in items:
             keys_read.update(authz.authority_keys(ident))
         mutate = imports.import_records(items, self._now(), self.prep)
-        return await self._write(sorted(keys_read), mutate)
+        return await self._write(sorted(keys_read), mutate, self.context(caller), batch="import")
 
     def bulk_spec(self) -> BulkSpec:
         """What :mod:`registry.bulk` needs to prepare import batches as this registry writes
@@ -206,7 +312,7 @@ class Registry:
         self.signer.refresh()
         return BulkSpec(self.homed_keys, self.signer.node.spec())
 
-    async def import_prepared(self, batch: Prepared) -> ImportResult:
+    async def import_prepared(self, batch: Prepared, caller: Caller = IMPORT) -> ImportResult:
         """:meth:`import_records` for a batch that :mod:`registry.bulk` made ready (parsed,
         checked, signed and encoded ahead, in worker processes): new records are written as
         prepared, after the same checks; every other one — existing already, holding
@@ -221,24 +327,24 @@ class Registry:
         ahead = batch.issuer == current  # else the key was rotated since: sign again here
         keys_read, prefix_keys = imports.prepared_keys(batch)
         mutate = imports.import_prepared(batch, ahead, prefix_keys, self.prep)
-        return await self._write(keys_read, mutate)
+        return await self._write(keys_read, mutate, self.context(caller), batch="import")
 
     # ------------------------------------------------------------ the node's keys
 
-    async def resign(self, keys_to_sign: Sequence[str]) -> int:
+    async def resign(self, keys_to_sign: Sequence[str], caller: Caller = OPERATOR) -> int:
         """Sign these records afresh with the current key (rotation); returns how many."""
         if self.signer is None or not keys_to_sign:
             return 0
         self.signer.refresh()
-        count = await self.store.transact(list(keys_to_sign), keys.resign(self._now(), self.prep))
-        await self._notify(keys_to_sign)
-        return count
+        mutate = keys.resign(self._now(), self.prep)
+        ctx = self.context(caller)
+        return await self._write(list(keys_to_sign), mutate, ctx, batch="key.resign", report=False)
 
-    async def publish_keys(self, values: Sequence[Value]) -> None:
+    async def publish_keys(self, values: Sequence[Value], caller: Caller = OPERATOR) -> None:
         """Put the node's HS_PUBKEY/HS_CERT values into its prefix handle (replacing the
         previous set) and re-sign it."""
         assert self.signer is not None
         self.signer.refresh()
         key = self.signer.key_handle
-        await self.store.transact([key], keys.publish_keys(key, values, self._now(), self.prep))
-        await self._notify([key])
+        mutate = keys.publish_keys(key, values, self._now(), self.prep)
+        await self._write([key], mutate, self.context(caller), action="key.publish")

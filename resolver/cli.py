@@ -29,8 +29,15 @@ from registry.store.factory import (
     redact_location,
     without_password,
 )
-from resolver import __version__, keycmds, statuscmd
-from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int, store_flag
+from resolver import __version__, auditcmd, keycmds, statuscmd
+from resolver.cliutil import (
+    data_dir,
+    non_negative_int,
+    opened_node,
+    operator,
+    positive_int,
+    store_flag,
+)
 from resolver.config import Config, ConfigError, load, store_location, write_initial
 from resolver.dns.command import add_parser as add_dns_name_parser
 from resolver.listeners import KINDS as LISTENER_KINDS
@@ -113,7 +120,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
     node = await Node.open(load(data, flags), create_keys=True, serving=False)
     try:
         await node.registry.import_records(
-            [(parse(prefix_handle(args.prefix)), prefix_values(args.prefix, secret))]
+            [(parse(prefix_handle(args.prefix)), prefix_values(args.prefix, secret))],
+            operator("init"),
         )
         await node.ensure_keys_published()
         root = node.keyring.key(0)
@@ -271,10 +279,15 @@ async def cmd_put(args: argparse.Namespace) -> int:
 
     async def go(node: Node) -> int:
         ident = parse(args.handle)
+        overwrite, caller = not args.no_overwrite, operator()
         if args.add:
-            result = await node.registry.put_values(ident, values, overwrite=not args.no_overwrite)
+            result = await node.registry.put_values(
+                ident, values, overwrite=overwrite, caller=caller
+            )
         else:
-            result = await node.registry.put_record(ident, values, overwrite=not args.no_overwrite)
+            result = await node.registry.put_record(
+                ident, values, overwrite=overwrite, caller=caller
+            )
         print(f"{'created' if result.created else 'updated'} {result.handle}")
         return 0
 
@@ -285,9 +298,9 @@ async def cmd_delete(args: argparse.Namespace) -> int:
     async def go(node: Node) -> int:
         ident = parse(args.handle)
         if args.index:
-            await node.registry.delete_values(ident, args.index)
+            await node.registry.delete_values(ident, args.index, caller=operator())
         else:
-            await node.registry.delete_record(ident)
+            await node.registry.delete_record(ident, caller=operator())
         print(f"deleted {args.handle}" + (f" values {args.index}" if args.index else ""))
         return 0
 
@@ -300,7 +313,8 @@ async def cmd_prefix_create(args: argparse.Namespace) -> int:
 
     async def go(node: Node) -> int:
         ident = parse(prefix_handle(args.prefix))
-        await node.registry.put_record(ident, prefix_values(args.prefix, secret), overwrite=False)
+        values = prefix_values(args.prefix, secret)
+        await node.registry.put_record(ident, values, overwrite=False, caller=operator())
         print(f"Created prefix {args.prefix}; admin identity 300:{ident.text}")
         if not args.admin_secret:
             print(f"Admin secret (shown once, keep it safe): {secret}")
@@ -348,6 +362,7 @@ async def cmd_import(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             total=total,
             workers=args.workers,
+            caller=operator("import"),
         )
         print(
             f"imported {result.lines} records in {result.batches} batches: "
@@ -590,6 +605,7 @@ def parser() -> argparse.ArgumentParser:
 
     keycmds.add_parsers(sub, _data_arg)
     statuscmd.add_parser(sub, _data_arg)  # `idnode status`: a serving node's readiness
+    auditcmd.add_parsers(sub, _data_arg)  # `idnode audit`: list, export, verify
     add_dns_name_parser(sub)  # `idnode dns-name`: handle <-> DNS name (resolver/dns/)
     add_migrate_parser(sub)  # `idnode migrate`: copy the registry between stores
     sync_cli.add_parsers(sub, _data_arg)  # `idnode sync`: register, status (sync/)

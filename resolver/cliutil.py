@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry.audit import Caller
 from resolver.config import ConfigError, load
 
 if TYPE_CHECKING:
     from resolver.node import Node
+
+
+def operator(transport: str = "cli") -> Caller:
+    """Who the audit log names for a command run here: the trusted local operator, by the
+    system user running it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name (a container with an unnamed uid)
+        user = str(os.getuid())
+    return Caller(transport, "local", f"operator:{user}")
 
 
 def positive_int(text: str) -> int:

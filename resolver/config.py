@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from registry.model.filters import MAX_FILTERS
-from registry.store.factory import SQLITE_SCHEME, URL, StoreConfigError, check_location
+from registry.store.factory import (
+    SQLITE_SCHEME,
+    URL,
+    StoreConfigError,
+    check_location,
+    redact_location,
+)
 
 CONFIG_FILE = "idnode.toml"
 STORE_FILE = "registry.sqlite3"
@@ -93,6 +99,7 @@ class Config:
     heartbeat_interval: float = 60.0  # seconds between heartbeats to the top-level
     sync_poll: float = 1.0  # seconds between outbox checks (local writes wake it at once)
     sync_retry_max: float = 60.0  # longest wait between retries when the top-level fails
+    audit_retention_days: int = 400  # audit log entries older than this are pruned
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -182,7 +189,14 @@ def _coerce(name: str, raw: Any) -> Any:
             if text and not text.startswith(("http://", "https://")):
                 raise ConfigError("public_url must start with http:// or https://")
             return text or None
-        if name in ("workers", "max_body", "max_hops", "max_filters", "stats_interval"):
+        if name in (
+            "workers",
+            "max_body",
+            "max_hops",
+            "max_filters",
+            "stats_interval",
+            "audit_retention_days",
+        ):
             value = int(raw)
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -292,6 +306,26 @@ def load(
     if not values.get("prefixes"):
         raise ConfigError(f"{path} names no prefixes")
     return Config(data_dir=data_dir, extra=extra, **values)
+
+
+# Settings never recorded anywhere (the audit log's record of the configuration included).
+SECRET_SETTINGS = ("key_passphrase",)
+
+
+def recorded_settings(config: Config) -> dict[str, Any]:
+    """The effective configuration as it may be written down (the audit log records it
+    when it changes): secrets left out, passwords in locations masked."""
+    out: dict[str, Any] = {}
+    for f in fields(Config):
+        if f.name in ("data_dir", "extra", *SECRET_SETTINGS):
+            continue
+        value = getattr(config, f.name)
+        if f.name in ("store", "redis_url") and value:
+            value = redact_location(value)
+        out[f.name] = str(value) if isinstance(value, Path) else value
+    out["store"] = redact_location(config.store_location)
+    out["data_dir"] = str(config.data_dir)
+    return out
 
 
 def write_initial(data_dir: Path, prefix: str, name: str, store: str | None = None) -> Path:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resolver.cliutil import opened_node, positive_int
+from resolver.cliutil import opened_node, operator, positive_int
 from resolver.config import ConfigError
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
             batch=args.batch_size,
             progress=not args.quiet,
             validity=node.config.signature_validity,
+            caller=operator(),
         )
     how = "resumed and finished" if report.resumed else "done"
     print(

@@ -109,13 +109,15 @@ class Node:
             stats_seconds=config.stats_interval,
         )
         resolver = Resolver(registry, config.max_filters)
+        throttle = FailureThrottle()
+        throttle.on_failure = registry.login_failed  # each failure in the audit log
         node = cls(
             config,
             store,
             registry,
             resolver,
             Listings(registry),
-            FailureThrottle(),
+            throttle,
             cache,
             keyring,
             Forwarding(resolver, config),

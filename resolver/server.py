@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from resolver import logs
+from resolver.auditkeeper import record_config_once
 from resolver.config import Config, split_hostport
 from resolver.listeners import Serving, configured
 from resolver.shell import ServiceFactory, Shell
@@ -92,6 +93,7 @@ def run(
     logs.configure(config)  # once, for every listener (and the workers do it themselves)
     serving = serving or Serving()
     if config.workers > 1 and not serving.reuse_port:
+        run_loop(record_config_once(config))  # once, not by each worker
         run_workers(config)
         return
     run_loop(serve_async(config, services=services, serving=serving))

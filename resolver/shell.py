@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
+from resolver.auditkeeper import AuditKeeper
 from resolver.config import Config, split_hostport
 from resolver.listeners import KINDS, Listener, ListenerKind, Serving, configured
 from resolver.node import Node
@@ -63,8 +64,9 @@ class Shell:
         lines."""
         self.node = node = await Node.open(self.config)
         try:
-            for make in self._factories:
-                service = make(node)
+            # The audit log's chores first: the configuration is recorded before serving.
+            keeper = AuditKeeper(node, record=not self.serving.reuse_port)
+            for service in (keeper, *(make(node) for make in self._factories)):
                 await service.start()
                 self.services.append(service)
             for kind, address in self._wanted:

@@ -33,6 +33,7 @@ from registry.store.base import (
     SharedStore,
     Store,
 )
+from registry.store.chain import AuditEntry, AuditHead, AuditQuery
 from resolver.metrics import HistogramFamily
 
 T = TypeVar("T")
@@ -130,6 +131,15 @@ class TimedStore:
 
     async def stats_totals(self) -> dict[str, dict[str, int]]:
         return await self._timed("stats_totals", self.inner.stats_totals())
+
+    async def audit_head(self) -> AuditHead:
+        return await self._timed("audit_head", self.inner.audit_head())
+
+    async def audit_entries(self, query: AuditQuery, after: int, limit: int) -> list[AuditEntry]:
+        return await self._timed("audit_entries", self.inner.audit_entries(query, after, limit))
+
+    async def audit_prune(self, before: float, limit: int) -> int:
+        return await self._timed("audit_prune", self.inner.audit_prune(before, limit))
 
 
 class TimedSharedStore(TimedStore):

@@ -23,6 +23,7 @@ from typing import TextIO
 import orjson
 from tqdm import tqdm
 
+from registry.audit import IMPORT, Caller
 from registry.bulk import BulkSpec, Prepared, Preparer, init_worker, prepare_in_worker
 from registry.errors import HandleError
 from registry.model.jsonvalues import value_to_json
@@ -82,8 +83,11 @@ class _Pipeline:
     in order. A batch is committed only after every batch before it, and a bad line or a
     failing transaction stops everything behind it."""
 
-    def __init__(self, registry: Registry, workers: int, report: ImportReport, bar: tqdm) -> None:
+    def __init__(
+        self, registry: Registry, workers: int, report: ImportReport, bar: tqdm, caller: Caller
+    ) -> None:
         self.registry = registry
+        self.caller = caller
         self.workers = workers
         self.report = report
         self.bar = bar
@@ -134,7 +138,7 @@ class _Pipeline:
         if prepared.error is not None:
             position, exc = prepared.error
             raise ImportLineError(numbers[position], exc)
-        task = asyncio.create_task(self.registry.import_prepared(prepared))
+        task = asyncio.create_task(self.registry.import_prepared(prepared, self.caller))
         self.committing = (numbers, task)
 
     async def settle(self) -> None:
@@ -176,16 +180,18 @@ async def import_lines(
     progress: bool = False,
     total: int | None = None,
     workers: int | None = None,
+    caller: Caller = IMPORT,
 ) -> ImportReport:
     """Import JSON lines, ``batch`` records per transaction, prepared by ``workers``
     processes (default: one per core; 0: in this process). The workers are not forks of
     this process, so they import the caller's main module again: a script calling this
     must keep its own work under ``if __name__ == "__main__":``, as multiprocessing
-    requires."""
+    requires. The audit log names ``caller`` (one entry per batch)."""
     report = ImportReport()
     started = time.perf_counter()
     bar = tqdm(total=total, unit="rec", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    pipeline = _Pipeline(registry, default_workers() if workers is None else workers, report, bar)
+    count = default_workers() if workers is None else workers
+    pipeline = _Pipeline(registry, count, report, bar, caller)
     numbers: list[int] = []
     pending: list[str | bytes] = []
     try:

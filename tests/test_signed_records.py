@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from registry.audit import Caller
 from registry.keyring import Keyring
 from registry.model.identifiers import parse
 from registry.model.values import Value
@@ -229,12 +230,12 @@ async def test_rotation_resumes_after_a_crash(tmp_path: Path) -> None:
         real = node.registry.resign
         calls = 0
 
-        async def crashing(keys: list[str]) -> int:
+        async def crashing(keys: list[str], caller: Caller) -> int:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise RuntimeError("power cut")
-            return await real(keys)
+            return await real(keys, caller)
 
         node.registry.resign = crashing  # type: ignore[method-assign]
         with pytest.raises(RuntimeError):

@@ -188,6 +188,8 @@ async def test_schema_version_and_idempotent_migrations(tmp_path: Path) -> None:
     assert version == str(SCHEMA_VERSION)
     assert mode == "wal"
     assert tables == [
+        "audit",
+        "audit_head",
         "handles",
         "lookup",
         "meta",

@@ -18,6 +18,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from registry.errors import STORE_UNAVAILABLE, ServerError
 from registry.model.values import Value, type_key
 from registry.model.wire import decode_values, encode_values
+from registry.store.chain import Audit as Audit  # a change: re-exported with the others
+from registry.store.chain import AuditEntry, AuditHead, AuditQuery
 
 R = TypeVar("R")
 
@@ -137,7 +139,7 @@ class Tally:
     resolutions: int = 0
 
 
-Change = Put | PutEncoded | Delete | Report | Tally
+Change = Put | PutEncoded | Delete | Report | Tally | Audit
 
 STAT_FIELDS = ("registrations", "updates", "deletions", "resolutions")
 # Seconds reported statistics rows are kept (totals then cover this long a period).
@@ -262,6 +264,18 @@ class Store(Protocol):
     async def stats_totals(self) -> dict[str, dict[str, int]]:
         """Counts per prefix over all intervals kept (reported or not; reported ones are
         kept for 400 days)."""
+
+    # -- the audit log (registry/store/chain.py) -------------------------------------------
+
+    async def audit_head(self) -> AuditHead:
+        """The newest entry's number and hash, and the anchor the log starts from."""
+
+    async def audit_entries(self, query: AuditQuery, after: int, limit: int) -> list[AuditEntry]:
+        """Up to ``limit`` entries matching ``query`` numbered after ``after``, in order."""
+
+    async def audit_prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest entries made before ``before``, in one
+        transaction, keeping the last one's number and hash as the anchor; how many."""
 
 
 class CacheListener(Protocol):

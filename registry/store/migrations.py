@@ -12,6 +12,8 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from registry.store.chain import GENESIS
+
 Migration = Callable[[sqlite3.Connection], None]
 
 log = logging.getLogger("idnode.store")
@@ -113,7 +115,44 @@ def _v3_handles_rowid(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE handles_v3 RENAME TO handles")
 
 
-MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_sync, _v3_handles_rowid)
+def _v4_audit(conn: sqlite3.Connection) -> None:
+    # The audit log (registry/store/chain.py): entries numbered without gaps, each chained
+    # to the one before by hash; one row holds the head and the retention anchor, so the
+    # newest entry needs no search and a removed tail shows.
+    conn.execute(
+        "CREATE TABLE audit ("
+        " seq INTEGER PRIMARY KEY,"
+        " at REAL NOT NULL,"
+        " transport TEXT NOT NULL,"
+        " identity TEXT NOT NULL,"
+        " address TEXT NOT NULL,"
+        " action TEXT NOT NULL,"
+        " prefix TEXT NOT NULL,"
+        " handle TEXT NOT NULL,"
+        " before_digest TEXT NOT NULL,"
+        " after_digest TEXT NOT NULL,"
+        " detail TEXT NOT NULL,"
+        " hash TEXT NOT NULL"
+        ")"
+    )
+    # The filters of `idnode audit list` and GET /api/audit, each paged by seq.
+    conn.execute("CREATE INDEX audit_at ON audit(at)")
+    conn.execute("CREATE INDEX audit_prefix ON audit(prefix, seq)")
+    conn.execute("CREATE INDEX audit_identity ON audit(identity, seq)")
+    conn.execute("CREATE INDEX audit_action ON audit(action, seq)")
+    conn.execute(
+        "CREATE TABLE audit_head ("
+        " id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " seq INTEGER NOT NULL,"
+        " hash TEXT NOT NULL,"
+        " anchor_seq INTEGER NOT NULL,"
+        " anchor_hash TEXT NOT NULL"
+        ")"
+    )
+    conn.execute("INSERT INTO audit_head VALUES (1, 0, ?, 0, ?)", (GENESIS, GENESIS))
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_sync, _v3_handles_rowid, _v4_audit)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from multidict import istr
 
+from registry.audit import Caller
 from registry.cache.entry import CacheEntry
 from registry.errors import (
     BODY_TIMEOUT,
@@ -55,6 +56,11 @@ from resolver.requestid import REQUEST_ID_HEADER
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
     """The handle in the path exactly as sent, percent-decoded ('+' stays '+')."""
     return jsonapi.path_handle(request.raw_path, prefix)
+
+
+def http_caller(request: web.Request) -> Caller:
+    """Who the audit log names for a write over HTTP (the identity: its credentials')."""
+    return Caller("http", request.remote or "")
 
 
 def shown(header: str) -> str:
@@ -222,6 +228,7 @@ async def put_handle(request: web.Request) -> web.Response:
     request[ECHO] = handle
     q = request.query
     who = await principal(request, node, required=True)
+    caller = http_caller(request)
     mint = bool(jsonapi.flag(q, "mintNewSuffix"))
     if mint and "/" not in handle:
         raise InvalidHandle("mintNewSuffix needs a path ending in 'PREFIX/' (or 'PREFIX/start')")
@@ -243,12 +250,13 @@ async def put_handle(request: web.Request) -> web.Response:
             )
         if indexes or various:
             result = await node.registry.put_values(
-                ident, values, overwrite=jsonapi.overwrite(q), who=who
+                ident, values, overwrite=jsonapi.overwrite(q), who=who, caller=caller
             )
         else:
             try:
+                overwrite = False if mint else jsonapi.overwrite(q)
                 result = await node.registry.put_record(
-                    ident, values, overwrite=False if mint else jsonapi.overwrite(q), who=who
+                    ident, values, overwrite=overwrite, who=who, caller=caller
                 )
             except HandleExists:
                 if mint:
@@ -266,9 +274,9 @@ async def delete_handle(request: web.Request) -> web.Response:
     indexes, _ = jsonapi.indexes(request.query)
     ident = parse(handle)
     if indexes:
-        await node.registry.delete_values(ident, indexes, who)
+        await node.registry.delete_values(ident, indexes, who, http_caller(request))
     else:
-        await node.registry.delete_record(ident, who)
+        await node.registry.delete_record(ident, who, http_caller(request))
     return _ok(handle)
 
 
@@ -367,7 +375,7 @@ async def reverse_lookup(request: web.Request) -> web.Response:
     return json_response(await node.listings.reverse_lookup(vtype, pattern, who, limit))
 
 
-KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles"}
+KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles", "/api/audit"}
 
 
 async def unknown_api(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from resolver.config import Config
-from resolver.http import api, health, metrics, proxy
+from resolver.http import api, audit, health, metrics, proxy
 from resolver.http.keys import NODE
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
@@ -46,6 +46,7 @@ OPERATIONS: dict[Handler, str] = {
     api.delete_handle: "delete",
     api.list_handles: "list",
     api.list_prefixes: "prefixes",
+    audit.audit_entries: "audit",
     api.get_site: "site",
     api.reverse_lookup: "reverse_lookup",
     metrics.metrics: "metrics",
@@ -84,6 +85,7 @@ def make_app(config: Config, node: Node) -> web.Application:
     route(("DELETE",), "/api/handles", api.delete_handle)
     route(read, "/api/site", api.get_site)
     route(("GET", "HEAD"), "/api/prefixes", api.list_prefixes)
+    route(("GET", "HEAD"), "/api/audit", audit.audit_entries)
     route(("GET", "HEAD"), "/metrics", metrics.metrics)
     route(("GET", "HEAD"), "/healthz", health.healthz)
     route(("GET", "HEAD"), "/readyz", health.readyz)

@@ -4,7 +4,8 @@ Records whose absence the transaction knows (keys it read and found missing, hol
 locks) are copied in with COPY, the fastest path PostgreSQL has, when there are many (bulk
 import); other puts are one ``INSERT ... ON CONFLICT`` per run that reports which rows it
 created. Prefix counts, statistics and outbox rows are written last, once per transaction,
-in sorted order so concurrent transactions lock their shared rows in one order.
+in sorted order so concurrent transactions lock their shared rows in one order; audit
+entries after everything else (:mod:`.audit`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import Counter
 
 import asyncpg
 
+from registry.store.postgres import audit
 from registry.store.postgres.plan import DeleteRun, Plan, PutRun, merge_counts
 
 # From this many new records on, a put run is written with COPY.
@@ -86,6 +88,7 @@ async def apply(conn: asyncpg.Connection, plan: Plan, exists: dict[str, bool]) -
     if plan.reports:
         prefixes_, kinds, bodies = (list(c) for c in zip(*plan.reports, strict=True))
         await conn.execute(_REPORTS, prefixes_, kinds, bodies, time.time())
+    await audit.append(conn, plan.audits)  # last: the chain's lock is held the least
 
 
 async def _put(

@@ -18,6 +18,7 @@ from typing import Any
 from registry.model.wire import decode_values
 from registry.store.base import (
     STAT_FIELDS,
+    Audit,
     Change,
     Delete,
     Encoded,
@@ -83,6 +84,7 @@ class Plan:
     # (prefix, start, seconds) → counts in STAT_FIELDS order.
     tallies: dict[tuple[str, int, int], list[int]] = field(default_factory=dict)
     reports: list[tuple[str, str, str]] = field(default_factory=list)  # prefix, kind, body
+    audits: list[Audit] = field(default_factory=list)
 
 
 def decode(rows: Sequence[tuple[str, str, bytes]]) -> dict[str, Record]:
@@ -117,6 +119,8 @@ def plan(changes: Sequence[Change]) -> Plan:
                 counts[i] += getattr(change, name)
         elif isinstance(change, Report):
             out.reports.append((change.prefix, change.kind, json.dumps(dict(change.body))))
+        elif isinstance(change, Audit):
+            out.audits.append(change)
         else:
             raise TypeError(f"Not a store change: {change!r}")
     _flush_puts(out, puts)

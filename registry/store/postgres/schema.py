@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from registry.store.chain import GENESIS
 from registry.store.migrations import SchemaTooNew
 
 log = logging.getLogger("idnode.store")
@@ -66,7 +67,24 @@ _V2 = (
     " lease_until timestamptz NOT NULL)",
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2)
+_V3 = (
+    # The audit log (registry/store/chain.py; the same tables as on SQLite). The head row is
+    # locked FOR UPDATE by every append, which makes the chain linear across hosts.
+    "CREATE TABLE audit (seq bigint PRIMARY KEY, at double precision NOT NULL,"
+    ' transport text NOT NULL, identity text COLLATE "C" NOT NULL, address text NOT NULL,'
+    ' action text COLLATE "C" NOT NULL, prefix text COLLATE "C" NOT NULL,'
+    " handle text NOT NULL, before_digest text NOT NULL, after_digest text NOT NULL,"
+    " detail text NOT NULL, hash text NOT NULL)",
+    "CREATE INDEX audit_at ON audit (at)",
+    "CREATE INDEX audit_prefix ON audit (prefix, seq)",
+    "CREATE INDEX audit_identity ON audit (identity, seq)",
+    "CREATE INDEX audit_action ON audit (action, seq)",
+    "CREATE TABLE audit_head (id integer PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL,"
+    " hash text NOT NULL, anchor_seq bigint NOT NULL, anchor_hash text NOT NULL)",
+    f"INSERT INTO audit_head VALUES (1, 0, '{GENESIS}', 0, '{GENESIS}')",
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"

@@ -39,7 +39,8 @@ from registry.store.base import (
     StoreUnavailable,
     key_hash,
 )
-from registry.store.postgres import lookup, reports, schema
+from registry.store.chain import AuditEntry, AuditHead, AuditQuery
+from registry.store.postgres import audit, lookup, reports, schema
 from registry.store.postgres.apply import apply
 from registry.store.postgres.channel import ChangeChannel, Notice
 from registry.store.postgres.errors import RETRYABLE, is_unavailable, redact, translate
@@ -548,6 +549,21 @@ class PostgresStore:
     async def stats_totals(self) -> dict[str, dict[str, int]]:
         """Counts per prefix over all intervals (reported or not)."""
         return await self._read(reports.stats_totals)
+
+    # -- the audit log -----------------------------------------------------------------------
+
+    async def audit_head(self) -> AuditHead:
+        """The newest entry's number and hash, and the anchor the log starts from."""
+        return await self._read(audit.head)
+
+    async def audit_entries(self, query: AuditQuery, after: int, limit: int) -> list[AuditEntry]:
+        """Up to ``limit`` entries matching ``query`` numbered after ``after``, in order."""
+        return await self._read(lambda conn: audit.entries(conn, query, after, limit))
+
+    async def audit_prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest entries made before ``before`` (see
+        :func:`.audit.prune`); how many."""
+        return await self._write(lambda conn: audit.prune(conn, before, limit))
 
 
 @contextlib.asynccontextmanager

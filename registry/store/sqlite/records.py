@@ -15,6 +15,7 @@ from typing import Any
 
 from registry.model.wire import decode_values
 from registry.store.base import (
+    Audit,
     Change,
     Delete,
     Encoded,
@@ -25,6 +26,7 @@ from registry.store.base import (
     Report,
     Tally,
 )
+from registry.store.sqlite import audit
 from registry.store.sqlite.reports import add_report
 
 # Bound parameters per IN list, well under SQLite's variable limit.
@@ -135,6 +137,7 @@ def run_mutation(conn: sqlite3.Connection, keys: Sequence[str], mutation: Mutati
 def apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
     """Apply ``changes`` in order; each run of puts with a few statements for all of it."""
     puts: dict[str, Encoded] = {}  # the run of puts so far; the last put of a key wins
+    audits: list[Audit] = []
     for change in changes:
         if isinstance(change, Put):
             puts[change.key] = Encoded.of(change.record)
@@ -146,9 +149,12 @@ def apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
             _delete(conn, change.key)
         elif isinstance(change, Tally | Report):
             add_report(conn, change)  # order with puts does not matter: other tables
+        elif isinstance(change, Audit):
+            audits.append(change)
         else:
             raise TypeError(f"Not a store change: {change!r}")
     _put_all(conn, puts)
+    audit.append(conn, audits)
 
 
 def _put_all(conn: sqlite3.Connection, puts: dict[str, Encoded]) -> None:

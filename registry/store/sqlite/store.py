@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from registry.store import migrations
 from registry.store.base import Mutation, OutboxItem, OutboxSummary, Record
-from registry.store.sqlite import lookup, records, reports
+from registry.store.chain import AuditEntry, AuditHead, AuditQuery
+from registry.store.sqlite import audit, lookup, records, reports
 from registry.store.sqlite.threads import Threads
 
 R = TypeVar("R")
@@ -165,3 +166,18 @@ class SQLiteStore:
     async def stats_totals(self) -> dict[str, dict[str, int]]:
         """Counts per prefix over all intervals (reported or not)."""
         return await self._threads.read(reports.stats_totals)
+
+    # -- the audit log -----------------------------------------------------------------------
+
+    async def audit_head(self) -> AuditHead:
+        """The newest entry's number and hash, and the anchor the log starts from."""
+        return await self._threads.read(audit.head)
+
+    async def audit_entries(self, query: AuditQuery, after: int, limit: int) -> list[AuditEntry]:
+        """Up to ``limit`` entries matching ``query`` numbered after ``after``, in order."""
+        return await self._threads.read(lambda conn: audit.entries(conn, query, after, limit))
+
+    async def audit_prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest entries made before ``before`` (see
+        :func:`.audit.prune`); how many."""
+        return int(await self._threads.write(lambda conn: audit.prune(conn, before, limit)))
