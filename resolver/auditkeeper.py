@@ -50,10 +50,11 @@ class AuditKeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def prune(self) -> int:
-        """Prune once; how many entries went."""
+    async def prune(self, now: float | None = None) -> int:
+        """Prune once (as at ``now``, default the present); how many entries went."""
         days = self.node.config.audit_retention_days
-        pruned = await auditlog.prune(self.node.store, days, time.time())
+        when = time.time() if now is None else now
+        pruned = await auditlog.prune(self.node.store, days, when)
         if pruned:
             log.info("audit log: %d entries older than %d days pruned", pruned, days)
         return pruned

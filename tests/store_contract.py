@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+import asyncpg
 
 from registry.model.identifiers import handle_key
 from registry.model.values import Value
@@ -75,6 +78,28 @@ async def delete(store: Store, *handles: str) -> None:
         return [Delete(handle_key(h)) for h in handles], None
 
     await store.transact([handle_key(h) for h in handles], mutation)
+
+
+async def raw_sql(location: str, sql: str) -> None:
+    """Run ``sql`` on the store at ``location`` behind the store's back (as someone with
+    access to the database would: tampering, in the audit log's tests)."""
+    if location.startswith("postgresql://"):
+        conn = await asyncpg.connect(location)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+        return
+
+    def run() -> None:
+        conn = sqlite3.connect(location.removeprefix("sqlite:"))
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+
+    await asyncio.to_thread(run)
 
 
 async def started(coros: Sequence[Coroutine[Any, Any, T]]) -> list[asyncio.Task[T]]:
