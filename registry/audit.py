@@ -24,6 +24,7 @@ from registry.store.base import Change, Delete, Encoded, Put, PutEncoded, Record
 from registry.store.chain import Audit, clean
 
 _NA_KEY = NA_PREFIX.upper() + "/"
+_WRITES = (Put, PutEncoded, Delete)  # the changes that write records
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +153,13 @@ def batch_entry(
 ) -> list[Audit]:
     """One entry for the records ``changes`` write (none if they write none): the SHA-256 of
     their sorted keys as the digest after, how many, and the first and last key."""
-    keys = sorted({c.key for c in changes if isinstance(c, Put | PutEncoded | Delete)})
+    keys = sorted({c.key for c in changes if isinstance(c, _WRITES)})
     if not keys:
         return []
     digest_ = hashlib.sha256("\n".join(keys).encode("utf-8", "surrogatepass")).hexdigest()
-    prefixes = {prefix_of(k) for k in keys}
+    prefixes = {k.partition("/")[0] for k in keys}  # the common case, quickly
+    if _NA_KEY[:-1] in prefixes:
+        prefixes = set(map(prefix_of, keys))
     prefix = prefixes.pop() if len(prefixes) == 1 else ""
     text = f"{len(keys)} records, {keys[0]} .. {keys[-1]}" + (f"; {detail}" if detail else "")
     return [ctx.entry(action, prefix=prefix, after=digest_, detail=text)]

@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from registry import auditlog
+from registry.audit import Refusals
 from registry.rotation import rotate
 from registry.store.chain import AuditEntry, AuditQuery
 from resolver.auditkeeper import AuditKeeper, record_config
@@ -123,6 +124,8 @@ async def test_a_rejected_write_adds_only_its_refusal(server: Server) -> None:
     node, start = server.node, await head(server.node)
     # 403: an identity without rights over 88.118.8.
     assert await put(server, "88.118.8/B", [url_value("https://b")], ENT9_ADMIN) == 403
+    # 401: no credentials at all.
+    assert await put(server, "88.118.8/B", [url_value("https://b")], {}) == 401
     # 400: a body that is no record; no entry at all.
     async with server.session.put(
         server.api("88.118.8/B"), data=b"{", headers={**ENT8_ADMIN, **JSON}
@@ -130,7 +133,8 @@ async def test_a_rejected_write_adds_only_its_refusal(server: Server) -> None:
         assert r.status == 400
     got = await newer(node, start)
     assert [(e.action, e.identity, e.handle) for e in got] == [
-        ("refused", "300:0.NA/88.118.9", "88.118.8/B")
+        ("refused", "300:0.NA/88.118.9", "88.118.8/B"),
+        ("refused", "anonymous", "88.118.8/B"),
     ]
     assert "may not" in got[0].detail
 
@@ -312,3 +316,17 @@ async def test_command_line_writes_and_verify(data: Path, store_location: str) -
     tampered = await run("audit", "verify")
     assert tampered.returncode == 1, tampered.stderr
     assert f"entry {victim} altered" in tampered.stdout
+
+
+def test_refusals_are_bounded_per_source_and_in_all() -> None:
+    refusals = Refusals(per_minute=2)
+    t = 600.0  # the start of a minute
+    assert refusals.admit("300:A", "10.0.0.1", t) == ""
+    assert refusals.admit("300:A", "10.0.0.1", t + 1) is None  # coalesced
+    assert refusals.admit("300:A", "10.0.0.1", t + 2) is None
+    assert refusals.admit("300:B", "2001:db8::1", t + 3) == ""
+    assert refusals.admit("300:B", "2001:db8::2", t + 4) is None  # the same /64
+    assert refusals.admit("300:C", "10.0.0.3", t + 5) is None  # the minute is full
+    assert refusals.admit("300:A", "10.0.0.1", t + 60) == (
+        "2 more from there before this one; 1 refusals unrecorded (rate bound)"
+    )

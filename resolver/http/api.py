@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import istr
 
 from registry.audit import Caller
+from registry.authz import Principal
 from registry.cache.entry import CacheEntry
 from registry.errors import (
     BODY_TIMEOUT,
@@ -26,6 +27,7 @@ from registry.errors import (
     METHOD_NOT_ALLOWED,
     NO_SUCH_ENDPOINT,
     SUCCESS,
+    AuthenticationNeeded,
     HandleExists,
     InvalidHandle,
     Outcome,
@@ -60,7 +62,20 @@ def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
 
 def http_caller(request: web.Request) -> Caller:
     """Who the audit log names for a write over HTTP (the identity: its credentials')."""
-    return Caller("http", request.remote or "")
+    return Caller("http", request.remote or "", "anonymous")
+
+
+async def writer(request: web.Request, handle: str) -> Principal | None:
+    """The authenticated caller of a write; a write without usable credentials is refused
+    (401, or 403 over a transport that may not carry them) and that refusal recorded."""
+    node = request.app[NODE]
+    try:
+        return await principal(request, node, required=True)
+    except AuthenticationNeeded as exc:
+        caller = http_caller(request)
+        reason = exc.message or "no credentials"
+        await node.registry.refused(caller, caller.identity, handle, reason)
+        raise
 
 
 def shown(header: str) -> str:
@@ -227,7 +242,7 @@ async def put_handle(request: web.Request) -> web.Response:
     handle = path_handle(request)
     request[ECHO] = handle
     q = request.query
-    who = await principal(request, node, required=True)
+    who = await writer(request, handle)
     caller = http_caller(request)
     mint = bool(jsonapi.flag(q, "mintNewSuffix"))
     if mint and "/" not in handle:
@@ -270,7 +285,7 @@ async def delete_handle(request: web.Request) -> web.Response:
     node = request.app[NODE]
     handle = path_handle(request)
     request[ECHO] = handle
-    who = await principal(request, node, required=True)
+    who = await writer(request, handle)
     indexes, _ = jsonapi.indexes(request.query)
     ident = parse(handle)
     if indexes:
