@@ -34,12 +34,15 @@ async def stream(
 
 
 async def verify(store: Store, page: int = PAGE) -> Verifier:
-    """Walk the whole chain, from the anchor to the head as it was when the walk began;
-    the verifier says whether it holds, or the first entry that breaks it."""
+    """Walk the whole chain, from the anchor to the head as it was when the walk began, a
+    page at a time; the verifier says whether it holds, or the first entry that breaks it."""
     verifier = Verifier(await store.audit_head())
-    async for entry in stream(store, AuditQuery(), verifier.head.anchor_seq, page):
-        if not verifier.feed([entry]) or entry.seq >= verifier.head.seq:
+    after = verifier.head.anchor_seq
+    while after < verifier.head.seq:
+        entries = await store.audit_entries(AuditQuery(), after, page)
+        if not entries or not verifier.feed(entries):
             break
+        after = entries[-1].seq
     verifier.finish()
     return verifier
 
