@@ -246,6 +246,8 @@ def build_info() -> list[str]:
 async def exposition(node: Node) -> str:
     """Every figure of ``node``, in the text format."""
     telemetry = node.telemetry
+    # The sources first: one may file requests it counted apart (the native hot path's).
+    extra = [line for source in node.metrics for line in await source()]
     lines = build_info()
     lines += gauge(
         "idnode_process_start_time_seconds",
@@ -257,8 +259,7 @@ async def exposition(node: Node) -> str:
     lines += cache_lines(node)
     if telemetry.readiness is not None:
         lines += _readiness(*telemetry.readiness)
-    for source in node.metrics:  # the sync agent's figures (idnode_sync_*)
-        lines += await source()
+    lines += extra  # the sync agent's figures (idnode_sync_*), the native hot path's
     return "\n".join(lines) + "\n"
 
 
