@@ -46,6 +46,12 @@ class Query:
     who: Principal | None = None
     hops: int = 0  # forwarded this many times already (cross-node resolution)
     via: tuple[str, ...] = ()  # ids of the nodes that forwarded it
+    # For identifiers of other nodes: ``recursion`` False asks to be referred to the node
+    # responsible rather than have this one resolve there; ``referrals`` False refuses a
+    # referral (the answer is then "not responsible"). The node's own configuration may
+    # refer where the query allows recursion, never the other way round.
+    recursion: bool = True
+    referrals: bool = True
 
 
 class Answer:
@@ -158,6 +164,22 @@ class Resolver:
         hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
         return entry
 
+    def homed(self, handle: str) -> Identifier | None:
+        """The identifier of ``handle`` as queried, if it was resolved before as one of the
+        node's homed prefixes (nothing parsed: None otherwise)."""
+        return self._homed.get(handle)
+
+    def still_cached(self, entry: CacheEntry, prefix_key: str) -> bool:
+        """For a transport that keeps an answer built from ``entry`` (one :meth:`cached`
+        gave, of an identifier of ``prefix_key``): whether it is still the current answer —
+        no write since and not expired (in the in-process tier or not) — counting the
+        resolution as :meth:`cached` does when it is."""
+        if not self.registry.records.current(entry):
+            return False
+        hits = self.hits
+        hits[prefix_key] = hits.get(prefix_key, 0) + 1
+        return True
+
     def identify(self, text: str) -> Identifier:
         """Parse the handle of a query. ``88.118.8`` (no '/') names the prefix handle
         ``0.NA/88.118.8`` when the node is home for that prefix, as the reference does."""
@@ -222,8 +244,12 @@ class Resolver:
     ) -> Answer:
         if self.forward is None:
             raise NotResponsible()
-        got = await self.forward.fetch(ident, query.hops, query.via, query.authoritative)
+        got = await self.forward.fetch(
+            ident, query.hops, query.via, query.authoritative, recursion=query.recursion
+        )
         if isinstance(got, Home):
+            if not query.referrals:
+                raise NotResponsible()
             referral = f"{NA_PREFIX}/{got.prefix}"
             return Answer(query.handle, ident, got.site, referral=referral)
         values = got.values

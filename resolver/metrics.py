@@ -86,6 +86,11 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def observe_many(self, value: float, n: int) -> None:
+        """``n`` observations of ``value`` (one timed among ``n`` alike: a sample)."""
+        self.counts[bisect_left(self.bounds, value)] += n
+        self.sum += value * n
+
     @property
     def count(self) -> int:
         return sum(self.counts)
@@ -241,6 +246,8 @@ def build_info() -> list[str]:
 async def exposition(node: Node) -> str:
     """Every figure of ``node``, in the text format."""
     telemetry = node.telemetry
+    # The sources first: one may file requests it counted apart (the native hot path's).
+    extra = [line for source in node.metrics for line in await source()]
     lines = build_info()
     lines += gauge(
         "idnode_process_start_time_seconds",
@@ -252,8 +259,7 @@ async def exposition(node: Node) -> str:
     lines += cache_lines(node)
     if telemetry.readiness is not None:
         lines += _readiness(*telemetry.readiness)
-    for source in node.metrics:  # the sync agent's figures (idnode_sync_*)
-        lines += await source()
+    lines += extra  # the sync agent's figures (idnode_sync_*), the native hot path's
     return "\n".join(lines) + "\n"
 
 

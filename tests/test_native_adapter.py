@@ -27,7 +27,7 @@ from resolver.native.adapter import (
     query_of,
     reply_flags,
 )
-from resolver.native.codes import CT, RD, DigestType, OpFlag, ResponseCode
+from resolver.native.codes import CA, CT, DNRF, PO, RD, REC, DigestType, OpFlag, ResponseCode
 from resolver.native.messages import ErrorResponse, OpaqueBody, ResolutionRequest
 from resolver.native.readers import _handle_and_values
 from resolver.native.writers import encode_payload
@@ -71,6 +71,22 @@ def test_query_of_maps_po_filters_and_recursion_count() -> None:
         2,
     )
     assert query_of(request(0x18000000)).public_only is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "recursion", "referrals"),
+    [
+        (REC | CA | PO, True, True),  # as the reference client asks
+        (CA | PO, False, True),  # REC clear: refer me rather than resolve elsewhere
+        (REC | DNRF, True, False),  # DNRF: send no referral
+        (DNRF, False, False),
+    ],
+)
+def test_query_of_carries_rec_and_dnrf_to_the_core(
+    flags: int, recursion: bool, referrals: bool
+) -> None:
+    q = query_of(request(flags))
+    assert (q.recursion, q.referrals) == (recursion, referrals)
 
 
 @pytest.mark.parametrize(

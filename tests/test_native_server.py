@@ -309,24 +309,33 @@ async def test_vector_requests_get_the_captured_replies(
             verify_certified(native, got)
 
 
+@pytest.mark.parametrize(
+    ("name", "handle", "sizes"),
+    [
+        ("07-resolve-long-udp", "88.118.8/VEC-LONG", [512, 512, 432]),
+        ("01-resolve-all-udp", GOOD_HANDLE, [236]),
+    ],
+)
 async def test_the_reply_splits_as_the_reference_when_sizes_match(
-    native: Native, udp: UdpPeer
+    native: Native, udp: UdpPeer, name: str, handle: str, sizes: list[int]
 ) -> None:
-    """07-resolve-long: 1396 bytes in three datagrams (492, 492, 412) — with idnode's own
-    signature value left out of the record, the reply is the captured size and split the same."""
-    ((request, reply),) = pairs("07-resolve-long-udp")
+    """With idnode's own signature value (HS_SIGNATURE, which makes idnode's replies longer
+    than the reference's unsigned records) left out of the record, the reply is the captured
+    size and split the same: 07-resolve-long's 1396 bytes in three datagrams, 01's 216 in one,
+    twice (the second from the hot path)."""
+    ((request, reply),) = pairs(name)
     signer, native.node.registry.signer = native.node.registry.signer, None
     try:
-        await native.node.registry.import_records(
-            [(parse("88.118.8/VEC-LONG"), list(captured_values("07-resolve-long-udp")))]
-        )
+        await native.node.registry.import_records([(parse(handle), list(captured_values(name)))])
     finally:
         native.node.registry.signer = signer
-    udp.send(request.wire)
-    got, datagrams = await udp.reply()
-    assert [len(d) for d in datagrams] == [len(w) for w in reply.wire] == [512, 512, 432]
-    assert [d[:16] for d in datagrams] == [w[:16] for w in reply.wire]
-    assert_same_reply(got, expected_message(reply))
+    for _ in range(2):
+        udp.send(request.wire)
+        got, datagrams = await udp.reply()
+        assert [len(d) for d in datagrams] == [len(w) for w in reply.wire] == sizes
+        assert [d[:16] for d in datagrams] == [w[:16] for w in reply.wire]
+        assert_same_reply(got, expected_message(reply))
+    assert native.listener.service.hot.hits == 1
 
 
 REFUSED = sorted(
@@ -513,18 +522,51 @@ async def test_a_write_is_seen_at_once_by_the_next_hot_request(
     assert sorted(v.index for v in client_values(after.body.values)) == [1, 2, 3, 100]
 
 
+async def test_the_hot_path_answers_repeated_requests_and_counts_them(
+    native: Native, udp: UdpPeer
+) -> None:
+    """The first request of a shape goes to the core, which leaves its reply's shape with
+    the hot path; every later one (other request ids, over UDP and TCP) is a hit; another
+    shape of a cached record is built without the core; /metrics says so."""
+    hot = native.listener.service.hot
+    msg = native_client.request(ResolutionRequest(GOOD_HANDLE))
+    native.node.cache.local.discard(GOOD_HANDLE)
+    for i in range(5):
+        msg.envelope.request_id = 1000 + i
+        udp.send([encode(msg)])
+        got, _ = await udp.reply()
+        assert got.envelope.request_id == 1000 + i
+        assert got.header.response_code == ResponseCode.SUCCESS
+    assert (hot.passed, hot.built, hot.hits) == (1, 0, 4)
+    frames, _ = await tcp_exchange(native, [encode(msg), encode(msg)])
+    assert [decode(f).header.response_code for f in frames] == [ResponseCode.SUCCESS] * 2
+    assert (hot.passed, hot.built, hot.hits) == (1, 0, 6)  # the same shape, cut for TCP
+    msg.envelope.session_id = 7  # another shape of a cached record: built at once
+    for _ in range(2):
+        udp.send([encode(msg)])
+        got, _ = await udp.reply()
+        assert got.envelope.session_id == 7
+    assert (hot.passed, hot.built, hot.hits) == (1, 1, 7)
+    lines = await native.listener._hot_lines()
+    assert 'idnode_native_hot_total{outcome="hit"} 7' in lines
+    assert 'idnode_native_hot_total{outcome="built"} 1' in lines
+    assert 'idnode_native_hot_total{outcome="core"} 1' in lines
+
+
 async def test_kept_replies_are_bounded(native: Native) -> None:
     """Requests varying a field of their shape (here the session id) each build a reply;
     the number kept stays under the bound, and every reply is still right."""
     hot = native.listener.service.hot
+    hot.max_shapes = 50  # the default's behaviour, at a size a test can exceed
     msg = native_client.request(ResolutionRequest(GOOD_HANDLE))
     await native_client.exchange_tcp(native.host, native.port, msg)  # cached now
-    for session in range(MAX_SHAPES + 10):
+    for session in range(hot.max_shapes + 10):
         msg.envelope.session_id = session
         reply = hot.frame(encode(msg))
         assert reply is not None
         assert decode(reply).envelope.session_id == session
-        assert len(hot) <= MAX_SHAPES
+        assert len(hot) <= hot.max_shapes
+    assert native.node.config.cache_entries <= MAX_SHAPES  # every cached record can be kept
 
 
 async def test_site_info_is_the_record_published_as_hs_site(native: Native) -> None:

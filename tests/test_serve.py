@@ -7,6 +7,8 @@ import datetime
 import gc
 import ipaddress
 import os
+import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from resolver import server
+from resolver.native import client as native_client
 from tests.conftest import ENT8_ADMIN, JSON, free_port, init_node
 from tests.procs import LISTENING, serving
 
@@ -158,3 +161,64 @@ def test_settled_heap_is_frozen_and_collected_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def datagram_port() -> int:
+    """A port free for UDP and TCP alike (the native listener binds both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
+async def worker_figures(url: str) -> dict[str, float]:
+    """Each worker's native resolutions, by its start time: new connections until /metrics
+    came from two processes (the kernel spreads them)."""
+    seen: dict[str, float] = {}
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(200):
+            async with session.get(f"{url}/metrics") as r:
+                text = await r.text()
+            started = re.search(r"^idnode_process_start_time_seconds (\S+)$", text, re.M)
+            count = re.search(
+                r'^idnode_requests_total\{transport="native",op="resolve",code="1"\} (\d+)$',
+                text,
+                re.M,
+            )
+            assert started
+            seen[started.group(1)] = float(count.group(1)) if count else 0.0
+            if len(seen) == 2:
+                break
+    return seen
+
+
+async def test_two_workers_both_answer_native_requests_on_one_port(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    await init_node(data)
+    port = datagram_port()
+    async with serving(
+        data, "--workers", "2", "--native", f"127.0.0.1:{port}", http=f"127.0.0.1:{free_port()}"
+    ) as served:
+        assert served.proc.stdout is not None
+        lines = [await asyncio.wait_for(served.proc.stdout.readline(), 20) for _ in range(5)]
+        assert sum(f"hdl-udp://127.0.0.1:{port}" in line.decode() for line in lines) == 2
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(served.api("88.118.8/N"), json=BODY, headers={**ENT8_ADMIN, **JSON}) as r,
+        ):
+            assert r.status == 201
+        # Each request from its own socket: SO_REUSEPORT picks a worker by the source port.
+        sent = 40
+        for _ in range(sent):
+            reply = await native_client.resolve("127.0.0.1", port, "88.118.8/N")
+            assert reply.header.response_code == 1
+        figures = await worker_figures(served.url)
+        assert len(figures) == 2 and sum(figures.values()) == sent
+        assert all(n > 0 for n in figures.values()), figures  # both answered

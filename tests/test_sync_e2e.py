@@ -23,6 +23,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from resolver.native import Limits
+from resolver.native import client as native_client
+from resolver.native.codes import DNRF, REC, ResponseCode
+from resolver.native.messages import OpaqueBody, ResolutionRequest, ResolutionResponse
+from resolver.native.readers import _handle_and_values
 from tests.conftest import ENT8, ENT8_ADMIN, NODE_ADMIN, basic, free_port, identity, init_node
 from tests.procs import Served, cli
 from tests.syncprocs import (
@@ -38,6 +43,15 @@ from tests.syncprocs import (
 )
 
 URL = "https://example.org/items/"
+
+
+async def native_address(served: Served) -> tuple[str, int]:
+    """The native listener's address, from the announce lines after the HTTP one."""
+    assert served.proc.stdout is not None
+    for _ in range(2):  # hdl-udp, hdl-tcp: the same port
+        line = (await asyncio.wait_for(served.proc.stdout.readline(), 20)).decode().strip()
+        host, _, port = line.rpartition("://")[2].rpartition(":")
+    return host, int(port)
 
 
 def url_body(n: int | str) -> dict[str, Any]:
@@ -109,9 +123,10 @@ async def test_prefix_on_a_resolves_verified_through_b(
     async with (
         toplevel_serving(top_data) as top,
         node_serving(a_data, {"IDNODE_RECURSION": "false"}) as a,
-        node_serving(b_data) as b,
+        node_serving(b_data, {"IDNODE_NATIVE": "127.0.0.1:0"}) as b,
         aiohttp.ClientSession() as s,
     ):
+        b_native = await native_address(b)
         register(b_data, top, app_b, b)
         # A is published behind the tampering proxy: B reaches A only through it.
         proxy.upstream = a.url
@@ -191,6 +206,25 @@ async def test_prefix_on_a_resolves_verified_through_b(
             page = await r.text()
             assert r.status == 300 and r.content_type == "text/html", page
         assert "<title>Referral — 88.200/ANY</title>" in page and "<b>0.NA/88.200</b>" in page
+
+        # Over the native protocol the client's flags reach B's core: REC (recursion allowed,
+        # as clients send it) resolves at A; REC clear asks for a referral to A's prefix
+        # record (the route the top-level published); DNRF (no referrals) makes that "not
+        # responsible".
+        rec = native_client.request(ResolutionRequest("88.118.50/ITEM-1"))
+        got = await native_client.exchange_tcp(*b_native, rec)
+        assert got.header.response_code == ResponseCode.SUCCESS
+        assert isinstance(got.body, ResolutionResponse)
+        assert [v.data for v in got.body.values if v.type == "URL"] == [f"{URL}1".encode()]
+        rec.header.op_flags &= ~REC
+        got = await native_client.exchange_tcp(*b_native, rec)
+        assert got.header.response_code == ResponseCode.SERVICE_REFERRAL
+        assert isinstance(got.body, OpaqueBody)
+        referral, site = _handle_and_values(got.body.data, 0, len(got.body.data), Limits())
+        assert referral == "0.NA/88.118.50" and [v.type for v in site] == ["HS_SITE"]
+        rec.header.op_flags |= DNRF
+        got = await native_client.exchange_tcp(*b_native, rec)
+        assert got.header.response_code == ResponseCode.SERVER_NOT_RESP
 
         # Loops and hop limits are refused with responseCode 6.
         for headers in ({"X-Idnode-Via": app_b}, {"X-Idnode-Hops": "4"}):

@@ -89,6 +89,13 @@ class RecordCache:
             return entry
         return None
 
+    def current(self, entry: CacheEntry) -> bool:
+        """Whether ``entry`` (one :meth:`peek` or :meth:`get` returned) may still be served:
+        no write to its key since and not expired. For those who keep something built from
+        an entry; unlike :meth:`peek` it neither counts a hit nor refreshes the entry's place
+        in the in-process tier."""
+        return entry.gen == self.gens.get_slot(entry.slot) and entry.expires_at > self.clock()
+
     async def get(self, key: str, *, bypass: bool = False) -> CacheEntry:
         """The entry for ``key`` (``entry.found`` is false when it does not exist)."""
         gens = self.gens

@@ -54,11 +54,18 @@ class Forwarder(Protocol):
     """Resolves identifiers of prefixes this node is not home for."""
 
     async def fetch(
-        self, ident: Identifier, hops: int, via: Sequence[str], bypass: bool = False
+        self,
+        ident: Identifier,
+        hops: int,
+        via: Sequence[str],
+        bypass: bool = False,
+        *,
+        recursion: bool = True,
     ) -> Fetched | Home:
         """The whole record of ``ident`` from its node (or the :class:`Home` to refer the
-        client to). ``hops``/``via``: how the query got here; ``bypass``: ask the node even
-        if an answer is cached (``auth=true``). Raises HandleError (NotResponsible when no
+        client to: always when ``recursion`` is False, the client's wish). ``hops``/``via``:
+        how the query got here; ``bypass``: ask the node even if an answer is cached
+        (``auth=true``). Raises HandleError (NotResponsible when no
         node serves the prefix, HandleNotFound, RecursionTooHigh, or a 502 ServerError when
         the other node does not answer)."""
         ...

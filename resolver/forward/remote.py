@@ -192,13 +192,19 @@ class Remote:
     # -- resolution ------------------------------------------------------------------------
 
     async def fetch(
-        self, ident: Identifier, hops: int, via: Sequence[str], bypass: bool = False
+        self,
+        ident: Identifier,
+        hops: int,
+        via: Sequence[str],
+        bypass: bool = False,
+        *,
+        recursion: bool = True,
     ) -> Fetched | Home:
         """The whole record of ``ident`` from its node, verified (or the Home to refer to
-        when recursion is off). ``bypass``: ask the node even if a verified copy is cached
-        (``auth=true``)."""
+        when recursion is off, in the configuration or by the client's ``recursion``).
+        ``bypass``: ask the node even if a verified copy is cached (``auth=true``)."""
         base, home = await self.base_for(ident)
-        if not self.recursion and home is not None:
+        if not (self.recursion and recursion) and home is not None:
             return home
         hit, cached = (False, None) if bypass else self._answers.get(ident.key)
         if hit:

@@ -13,6 +13,9 @@ The reference's rules, as captured in tests/vectors/handle-native:
 * PO set means public values only (``Query.public_only=True``); PO clear asks for restricted
   values too, which an anonymous client is challenged for (rc 402) by the core's
   ``AuthenticationNeeded``.
+* REC clear asks to be referred rather than have the node resolve at another node
+  (``Query.recursion=False``); DNRF refuses referrals (``Query.referrals=False``: rc 301
+  instead). Both matter only for identifiers of other nodes.
 * Error replies echo the op code; codes 100, 101, 200 and 403 carry an empty message, every
   other code its error's text (301: "That prefix doesn't live here").
 """
@@ -30,7 +33,7 @@ from registry.errors import (
 )
 from resolver.core import Answer, Query
 from resolver.native.challenge import request_digest
-from resolver.native.codes import AT, CT, PO, RD, DigestType, OpFlag, ResponseCode
+from resolver.native.codes import AT, CT, DNRF, PO, RD, REC, DigestType, OpFlag, ResponseCode
 from resolver.native.envelope import reply_envelope, reply_version
 from resolver.native.header import Header
 from resolver.native.messages import (
@@ -64,6 +67,8 @@ def query_of(request: Message) -> Query:
         body.types,
         public_only=bool(header.op_flags & PO),
         hops=header.recursion_count,
+        recursion=bool(header.op_flags & REC),
+        referrals=not header.op_flags & DNRF,
     )
 
 

@@ -106,8 +106,8 @@ class OpFlag(IntFlag):
 
 
 # Plain ints for bit tests on the hot path (IntFlag arithmetic builds enum members).
-AT, CT, REC, CA, PO, RD = (
-    int(f) for f in (OpFlag.AT, OpFlag.CT, OpFlag.REC, OpFlag.CA, OpFlag.PO, OpFlag.RD)
+AT, CT, REC, CA, PO, RD, DNRF = (
+    int(f) for f in (OpFlag.AT, OpFlag.CT, OpFlag.REC, OpFlag.CA, OpFlag.PO, OpFlag.RD, OpFlag.DNRF)
 )
 
 # Envelope flag bits (the third octet; its low two bits are the suggested major version).
