@@ -30,6 +30,7 @@ from registry.proofs import SecretProof
 from registry.signing.keys import public_jwk_of
 from resolver.config import load
 from resolver.http.app import make_app
+from resolver.native import client as native_client
 from resolver.native import decode, encode
 from resolver.native.admin import HANDLES_PER_MESSAGE
 from resolver.native.adminclient import PrivateKey, Proof, SecretKey, administer
@@ -49,6 +50,7 @@ from resolver.native.messages import (
     Message,
     ModifyValueRequest,
     RemoveValueRequest,
+    ResolutionResponse,
 )
 from resolver.native.pending import PendingChallenges
 from tests.procs import CLI, ROOT, clean_env
@@ -302,6 +304,37 @@ async def test_a_list_of_many_handles_comes_in_messages_flagged_cn(native: Admin
     sizes = [len(r.body.handles) for r in replies if isinstance(r.body, ListHandlesResponse)]
     assert all(s == HANDLES_PER_MESSAGE for s in sizes[:-1]) and sum(sizes) >= 122
     assert len({r.envelope.request_id for r in replies}) == 1
+
+
+async def test_a_challenge_for_restricted_values_is_answered_with_them(native: Admin) -> None:
+    """04c: a PO-clear resolution of the prefix handle is challenged; answered as its admin,
+    the reply is the resolution with the HS_SECKEY value, under the answer's request id."""
+    ((request, challenge),) = pairs("04c-resolve-prefix-nonpublic-tcp")
+    got = await one_reply(native, request.wire[0])
+    assert_same_reply(got, expected_message(challenge), session=False)
+    assert isinstance(got.body, Challenge) and got.digest is not None
+    proof = SecretKey(ME, SECRET)
+    body = ChallengeAnswer(
+        "HS_SECKEY", PREFIX, 300, await proof.answer(got.body.nonce, got.digest.digest)
+    )
+    answer = native_client.request(body, session_id=got.envelope.session_id)
+    done = await one_reply(native, encode(answer))
+    assert done.header.op_code == OpCode.RESOLUTION
+    assert done.header.response_code == ResponseCode.SUCCESS
+    assert done.envelope.request_id == answer.envelope.request_id
+    assert done.envelope.session_id == 0
+    assert isinstance(done.body, ResolutionResponse) and done.body.handle == PREFIX
+    assert 300 in {v.index for v in done.body.values}
+    # Another prefix's admin proves itself but may not read them: the core's refusal.
+    got = await one_reply(native, request.wire[0])
+    assert isinstance(got.body, Challenge) and got.digest is not None
+    other = SecretKey(OTHER_ADMIN, OTHER_SECRET)
+    body = ChallengeAnswer(
+        "HS_SECKEY", OTHER_ADMIN.handle, 300, await other.answer(got.body.nonce, got.digest.digest)
+    )
+    answer = native_client.request(body, session_id=got.envelope.session_id)
+    refused = await one_reply(native, encode(answer))
+    assert refused.header.response_code == ResponseCode.INSUFFICIENT_PERMISSIONS
 
 
 # --- refusals -----------------------------------------------------------------------------------

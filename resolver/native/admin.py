@@ -14,7 +14,9 @@ The flow, as the reference runs it (handle-native.md §5, vectors 09a-09e):
    MAC its secret gives; HS_PUBKEY: a signature under its key — through the node's failure
    throttle, as HTTP credentials are. An unknown, expired or replayed answer gets rc 405.
 4. The original request is carried out as the proven identity and answered under the
-   answer's request id, session id 0. A list of handles comes in messages of
+   answer's request id, session id 0. A resolution asking for restricted values (PO clear)
+   is challenged the same way (:meth:`NativeAdmin.challenge`) and, once answered, resolved
+   by the core as that identity. A list of handles comes in messages of
    :data:`HANDLES_PER_MESSAGE`, all but the last flagged CN.
 """
 
@@ -37,6 +39,7 @@ from registry.listing import Listings
 from registry.model.admin import AdminRef
 from registry.model.identifiers import parse
 from registry.service import Registry
+from resolver.core import Resolver
 from resolver.native import adapter
 from resolver.native.challenge import (
     decode_public_key_answer,
@@ -57,6 +60,7 @@ from resolver.native.messages import (
     Message,
     ModifyValueRequest,
     RemoveValueRequest,
+    ResolutionRequest,
 )
 from resolver.native.pending import Pending, PendingChallenges
 
@@ -72,12 +76,14 @@ class NativeAdmin:
 
     def __init__(
         self,
+        resolver: Resolver,
         registry: Registry,
         listings: Listings,
         throttle: FailureThrottle,
         pending: PendingChallenges,
         nonce: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        self.resolver = resolver
         self.registry = registry
         self.listings = listings
         self.throttle = throttle
@@ -98,10 +104,15 @@ class NativeAdmin:
         if isinstance(request.body, ChallengeAnswer):
             return await self._answered(request, request.body, peer, expiration, serial)
         await self._precheck(request)
+        return [self.challenge(request, peer, expiration, serial)]
+
+    def challenge(self, request: Message, peer: str, expiration: int, serial: int) -> Message:
+        """rc 402 for ``request`` from ``peer`` (an admin request, or a resolution that asks
+        for restricted values), recorded as pending."""
         digest = adapter.challenge_digest(request)
         nonce = self.nonce(NONCE_BYTES)
         session = self.pending.issue(request, peer, nonce, digest.digest)
-        return [adapter.challenge_reply(request, nonce, session, expiration, serial, digest)]
+        return adapter.challenge_reply(request, nonce, session, expiration, serial, digest)
 
     async def _precheck(self, request: Message) -> None:
         body = request.body
@@ -192,6 +203,10 @@ class NativeAdmin:
                 await registry.delete_values(parse(handle), indexes, who)
             case ListHandlesRequest(prefix):
                 return await self._list(request, prefix, who, expiration, serial)
+            case ResolutionRequest():  # restricted values, which the core decides on
+                query = replace(adapter.query_of(request), who=who)
+                answer = await self.resolver.resolve(query)
+                return [adapter.answer_reply(request, answer, expiration, serial)]
             case _:  # never challenged for: _precheck refused it
                 raise NotSupported()
         return [adapter.success_reply(request, EmptyResponse(), expiration, serial)]

@@ -373,7 +373,7 @@ async def start_native(
     executor = ThreadPoolExecutor(_SIGNING_THREADS, "idnode-sign") if certifier.blocking else None
     recorder = node.telemetry.transport("native")
     pending = PendingChallenges(limits.challenge_timeout, limits.max_pending_challenges)
-    admin = NativeAdmin(node.registry, node.listings, node.throttle, pending)
+    admin = NativeAdmin(node.resolver, node.registry, node.listings, node.throttle, pending)
     service = NativeService(
         node.resolver, b"", certifier, limits, recorder=recorder, executor=executor, admin=admin
     )

@@ -15,9 +15,9 @@ here, and by the listener for the hot path's replies (always a successful resolu
 Administration (create, delete, add / remove / modify values, list handles) and the answers
 to its challenges go to :class:`~resolver.native.admin.NativeAdmin`; over UDP admin op codes
 are refused as the reference refuses them. Answered rc 5 "operation not supported": the other
-admin op codes (home / unhome prefixes, replication), verify-challenge (op 201), sessions
-(op 400-402), and the answer to a challenge for restricted values in a resolution (op 200
-finds no pending challenge for it: rc 405).
+admin op codes (home / unhome prefixes, replication), verify-challenge (op 201) and sessions
+(op 400-402). A resolution asking for restricted values is challenged by the admin side too,
+and resolved as the identity that answers.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class NativeService:
         more: list[Message] = []
         try:
             if op == OpCode.RESOLUTION:
-                reply = await self._resolution(request, expiration)
+                reply = await self._resolution(request, expiration, peer)
             elif op == OpCode.GET_SITE_INFO:
                 reply = adapter.site_info_reply(request, self.site, expiration, SITE_SERIAL)
             elif self.admin is not None and self.admin.handles(request):
@@ -201,10 +201,12 @@ class NativeService:
             frame += (await self._finish(request, next_reply))[0]
         return frame, code
 
-    async def _resolution(self, request: Message, expiration: int) -> Message:
+    async def _resolution(self, request: Message, expiration: int, peer: str) -> Message:
         try:
             answer = await self.resolver.resolve(adapter.query_of(request))
         except AuthenticationNeeded:
+            if self.admin is not None:  # a challenge that can be answered
+                return self.admin.challenge(request, peer, expiration, SITE_SERIAL)
             return adapter.challenge_reply(
                 request, self.nonce(NONCE_BYTES), self._next_session(), expiration, SITE_SERIAL
             )
