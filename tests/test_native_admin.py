@@ -50,6 +50,7 @@ from resolver.native.messages import (
     Message,
     ModifyValueRequest,
     RemoveValueRequest,
+    ResolutionRequest,
     ResolutionResponse,
 )
 from resolver.native.pending import PendingChallenges
@@ -59,6 +60,7 @@ from tests.test_native_server import (
     SECRET,
     WAIT,
     Native,
+    UdpPeer,
     assert_same_reply,
     pairs,
     tcp_exchange,
@@ -335,6 +337,43 @@ async def test_a_challenge_for_restricted_values_is_answered_with_them(native: A
     answer = native_client.request(body, session_id=got.envelope.session_id)
     refused = await one_reply(native, encode(answer))
     assert refused.header.response_code == ResponseCode.INSUFFICIENT_PERMISSIONS
+
+
+async def test_a_udp_challenge_is_answered_over_udp(native: Admin) -> None:
+    """Over UDP (query-only) a PO-clear resolution is challenged too; an answer from another
+    address finds no challenge (rc 405), the one from the same address gets the restricted
+    values."""
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(
+        UdpPeer, remote_addr=(native.host, native.port)
+    )
+    try:
+        ask = native_client.request(ResolutionRequest(PREFIX), public_only=False)
+        peer.send([encode(ask)])
+        got, _ = await peer.reply()
+        assert isinstance(got.body, Challenge) and got.digest is not None
+        proof = SecretKey(ME, SECRET)
+        body = ChallengeAnswer(
+            "HS_SECKEY", PREFIX, 300, await proof.answer(got.body.nonce, got.digest.digest)
+        )
+        answer = native_client.request(body, session_id=got.envelope.session_id)
+        # From another address: not its challenge (the entry stays for the right peer).
+        other_transport, other = await loop.create_datagram_endpoint(
+            UdpPeer, local_addr=("127.0.0.2", 0), remote_addr=(native.host, native.port)
+        )
+        try:
+            other.send([encode(answer)])
+            foreign, _ = await other.reply()
+        finally:
+            other_transport.close()
+        assert foreign.header.response_code == ResponseCode.AUTHEN_TIMEOUT
+        peer.send([encode(answer)])
+        done, _ = await peer.reply()
+    finally:
+        transport.close()
+    assert done.header.response_code == ResponseCode.SUCCESS
+    assert isinstance(done.body, ResolutionResponse)
+    assert 300 in {v.index for v in done.body.values}
 
 
 # --- refusals -----------------------------------------------------------------------------------

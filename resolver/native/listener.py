@@ -97,7 +97,7 @@ class _Udp(asyncio.DatagramProtocol):
 
     async def _answer(self, message: Message, addr: Any) -> None:
         try:
-            reply = await self.service.respond(message, udp=True)
+            reply = await self.service.respond(message, udp=True, peer=str(addr[0]))
         except Exception:  # a bug: the service answers every failure itself
             log.exception("native udp: no answer to op %d", message.header.op_code)
             return
