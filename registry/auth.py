@@ -17,7 +17,7 @@ from registry.model import admin as adm
 from registry.model.identifiers import handle_key
 from registry.model.pubkey import pubkey_to_jwk
 from registry.model.values import HS_PUBKEY, HS_SECKEY, HS_VLIST, Value, type_key
-from registry.proofs import SecretProof, secret_mac, signature_ok
+from registry.proofs import SecretProof, check_proof, secret_mac, signature_ok
 from registry.secrets import Sealer, secrets_equal
 from registry.signing.keys import JwkError
 from registry.store.base import Record, Store
@@ -89,7 +89,9 @@ class Authenticator:
     ) -> Principal:
         """``identity`` if ``proof`` is the MAC over ``message`` (a challenge's nonce and
         request digest) that one of its HS_SECKEY secrets gives; the secret never leaves
-        this method. PBKDF2 runs in a worker thread."""
+        this method. PBKDF2 runs in a worker thread. ValueError for a proof whose parameters
+        are not computed (:func:`registry.proofs.check_proof`: check it first)."""
+        check_proof(proof)
         for index, known in self._secrets(await self._values_of(identity, HS_SECKEY)):
             expected = await asyncio.to_thread(secret_mac, known, proof, message)
             if secrets_equal(expected, proof.mac):
