@@ -1,8 +1,10 @@
-"""Authentication: proving an identity ``index:handle`` with the secret in its HS_SECKEY, and
-throttling repeated failures."""
+"""Authentication: proving an identity ``index:handle`` with the secret in its HS_SECKEY (or,
+for the native challenge-response, a MAC made with it or a signature by the key of its
+HS_PUBKEY), and throttling repeated failures."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
@@ -10,11 +12,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from registry.authz import Principal, group_refs
-from registry.errors import AuthenticationFailed, Throttled
+from registry.errors import AuthenticationFailed, InvalidValue, Throttled
 from registry.model import admin as adm
 from registry.model.identifiers import handle_key
-from registry.model.values import HS_SECKEY, HS_VLIST, type_key
+from registry.model.pubkey import pubkey_to_jwk
+from registry.model.values import HS_PUBKEY, HS_SECKEY, HS_VLIST, Value, type_key
+from registry.proofs import SecretProof, check_proof, secret_mac, signature_ok
 from registry.secrets import Sealer, secrets_equal
+from registry.signing.keys import JwkError
 from registry.store.base import Record, Store
 
 _DUMMY = b"\0" * 32
@@ -45,29 +50,66 @@ class Authenticator:
         # and it keeps a store read off every authenticated request.
         self._fetch = fetch or store.get
 
-    async def verify_secret(self, identity: adm.AdminRef, secret: bytes) -> Principal:
+    async def _values_of(self, identity: adm.AdminRef, vtype: str) -> list[Value]:
+        """The ``vtype`` values of ``identity`` that may prove it: the one at its index, or
+        every one for index 0."""
         if not identity.handle:
-            raise AuthenticationFailed()
+            return []
         record = await self._fetch(handle_key(identity.handle))
+        if record is None:
+            return []
+        return [
+            v for v in record.values if type_key(v.type) == vtype and identity.index in (0, v.index)
+        ]
+
+    def _secrets(self, values: list[Value]) -> list[tuple[int, bytes]]:
+        out = []
+        for v in values:
+            try:
+                out.append((v.index, self._sealer.unseal(v.data)))
+            except Exception:  # a blob sealed under another key never matches
+                continue
+        return out
+
+    async def verify_secret(self, identity: adm.AdminRef, secret: bytes) -> Principal:
         matched = 0
-        if record is not None:
-            for v in record.values:
-                if type_key(v.type) != HS_SECKEY:
-                    continue
-                if identity.index not in (0, v.index):
-                    continue
-                try:
-                    stored = self._sealer.unseal(v.data)
-                except Exception:  # a blob sealed under another key never matches
-                    continue
-                if secrets_equal(stored, secret) and not matched:
-                    matched = v.index
-        else:
+        stored = self._secrets(await self._values_of(identity, HS_SECKEY))
+        for index, known in stored:
+            if secrets_equal(known, secret) and not matched:
+                matched = index
+        if not stored:
             secrets_equal(_DUMMY, secret)  # keep timing independent of existence
         if not matched:
             raise AuthenticationFailed()
         # "0.NA/88.118.8" (index 0) is the identity of whichever key matched.
         return Principal(adm.AdminRef(matched, identity.handle))
+
+    async def verify_secret_mac(
+        self, identity: adm.AdminRef, proof: SecretProof, message: bytes
+    ) -> Principal:
+        """``identity`` if ``proof`` is the MAC over ``message`` (a challenge's nonce and
+        request digest) that one of its HS_SECKEY secrets gives; the secret never leaves
+        this method. PBKDF2 runs in a worker thread. ValueError for a proof whose parameters
+        are not computed (:func:`registry.proofs.check_proof`: check it first)."""
+        check_proof(proof)
+        for index, known in self._secrets(await self._values_of(identity, HS_SECKEY)):
+            expected = await asyncio.to_thread(secret_mac, known, proof, message)
+            if secrets_equal(expected, proof.mac):
+                return Principal(adm.AdminRef(index, identity.handle))
+        raise AuthenticationFailed()
+
+    async def verify_signature(
+        self, identity: adm.AdminRef, data: bytes, signature: bytes, alg: str
+    ) -> Principal:
+        """``identity`` if ``signature`` over ``data`` verifies under one of its HS_PUBKEY
+        keys (RSA or DSA) with the hash ``alg`` (``SHA-256``, ``SHA1``)."""
+        for v in await self._values_of(identity, HS_PUBKEY):
+            try:
+                if signature_ok(pubkey_to_jwk(v.data), alg, data, signature):
+                    return Principal(adm.AdminRef(v.index, identity.handle))
+            except (InvalidValue, JwkError, ValueError):
+                continue  # a key that cannot verify, or a hash it is not used with
+        raise AuthenticationFailed()
 
     async def with_groups(self, who: Principal, records: dict[str, Record]) -> Principal:
         """``who`` with the HS_VLIST groups, named by admin values in ``records``, that

@@ -36,6 +36,7 @@ RC_INSUFFICIENT_PERMISSIONS = 401
 RC_AUTHENTICATION_NEEDED = 402
 RC_AUTHENTICATION_FAILED = 403
 RC_INVALID_CREDENTIAL = 404
+RC_AUTHEN_TIMEOUT = 405
 
 # DNS rcodes (RFC 1035, RFC 2136), as plain numbers: this module is imported by every
 # process (bulk import's workers too) and stays free of dnspython.
@@ -91,6 +92,7 @@ INSUFFICIENT_PERMISSIONS = Outcome(
 AUTHENTICATION_NEEDED = Outcome("authentication needed", RC_AUTHENTICATION_NEEDED, 401, REFUSED)
 AUTHENTICATION_FAILED = Outcome("authentication failed", RC_AUTHENTICATION_FAILED, 403, REFUSED)
 INVALID_CREDENTIAL = Outcome("invalid credential", RC_INVALID_CREDENTIAL, 403, REFUSED)
+AUTHENTICATION_TIMEOUT = Outcome("authentication timed out", RC_AUTHEN_TIMEOUT, 401, REFUSED)
 # Failures whose HTTP status is not their code's.
 WRONG_CREDENTIALS = Outcome("wrong credentials", RC_AUTHENTICATION_FAILED, 401, REFUSED)
 CREDENTIALS_NEED_TLS = Outcome("credentials need TLS", RC_AUTHENTICATION_NEEDED, 403, REFUSED)
@@ -130,6 +132,7 @@ OUTCOMES: tuple[Outcome, ...] = (
     AUTHENTICATION_NEEDED,
     AUTHENTICATION_FAILED,
     INVALID_CREDENTIAL,
+    AUTHENTICATION_TIMEOUT,
     WRONG_CREDENTIALS,
     CREDENTIALS_NEED_TLS,
     THROTTLED,
@@ -265,6 +268,12 @@ class AuthenticationFailed(HandleError):
     response_code = RC_AUTHENTICATION_FAILED
     default_message: str | None = "Identity not verified"
     _outcome = WRONG_CREDENTIALS
+
+
+class AuthenticationTimeout(HandleError):
+    """A challenge answer for no pending challenge: unknown, expired or already answered."""
+
+    response_code = RC_AUTHEN_TIMEOUT
 
 
 class UnsupportedAuthScheme(AuthenticationFailed):

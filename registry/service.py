@@ -31,7 +31,13 @@ from registry.auth import Authenticator
 from registry.authz import Principal
 from registry.bulk import BulkSpec, Prepared
 from registry.cache.records import RecordCache
-from registry.errors import HandleNotFound, InsufficientPermissions, NotResponsible
+from registry.errors import (
+    HandleExists,
+    HandleNotFound,
+    InsufficientPermissions,
+    NotResponsible,
+    ValuesNotFound,
+)
 from registry.model import admin as adm
 from registry.model.admin import AdminRef
 from registry.model.identifiers import (
@@ -117,6 +123,33 @@ class Registry:
 
     def secret_of(self, value: Value) -> bytes:
         return self.sealer.unseal(value.data)
+
+    async def precheck(
+        self,
+        ident: Identifier,
+        *,
+        absent: bool = False,
+        present: bool = False,
+        indexes: Sequence[int] = (),
+    ) -> None:
+        """What the reference refuses before it challenges an admin request, so that a
+        client is not asked to authenticate for a write that cannot happen: a prefix not
+        homed here (301), a handle that exists (``absent``: 101) or does not (``present``,
+        or ``indexes`` given: 100), values missing at ``indexes`` (200). Nothing here
+        authorises: the write itself checks all of it again in its transaction."""
+        self.require_homed(ident)
+        if not (absent or present or indexes):
+            return
+        record = await self._record(ident.key)
+        if record is None:
+            if present or indexes:
+                raise HandleNotFound()
+            return
+        if absent:
+            raise HandleExists()
+        have = {v.index for v in record.values}
+        if any(i not in have for i in indexes):
+            raise ValuesNotFound()
 
     # ------------------------------------------------------------ the write path
 

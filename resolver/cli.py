@@ -29,13 +29,14 @@ from registry.store.factory import (
     redact_location,
     without_password,
 )
-from resolver import __version__, auditcmd, keycmds, statuscmd
+from resolver import __version__, admincmd, auditcmd, keycmds, statuscmd
 from resolver.cliutil import (
     data_dir,
     non_negative_int,
     opened_node,
     operator,
     positive_int,
+    spec_values,
     store_flag,
 )
 from resolver.config import Config, ConfigError, load, store_location, write_initial
@@ -237,7 +238,7 @@ async def cmd_resolve(args: argparse.Namespace) -> int:
 def _values_arg(args: argparse.Namespace) -> list[Value]:
     """The values of ``put``: at least one (an empty record is never what an operator
     meant; the HTTP API still takes one, as the reference does)."""
-    values = _json_values(args.json) if args.json is not None else _spec_values(args.value)
+    values = _json_values(args.json) if args.json is not None else spec_values(args.value)
     if not values:
         raise ConfigError("no values to put: give --value [INDEX:]TYPE=DATA or --json FILE")
     return values
@@ -253,25 +254,6 @@ def _json_values(path: str) -> list[Value]:
 
     values, _ = values_from_body(body)
     return values
-
-
-def _spec_values(specs: list[str] | None) -> list[Value]:
-    from registry.model.jsonvalues import value_from_json
-
-    out = []
-    for n, spec in enumerate(specs or (), start=1):
-        index_type, sep, data = spec.partition("=")
-        if not sep:
-            raise ConfigError(f"--value {spec!r}: expected [INDEX:]TYPE=DATA")
-        index_text, colon, vtype = index_type.partition(":")
-        if not colon:
-            index, vtype = n, index_type
-        elif index_text.isdigit():
-            index = int(index_text)
-        else:
-            raise ConfigError(f"--value {spec!r}: the index before ':' must be a number")
-        out.append(value_from_json({"index": index, "type": vtype, "data": data}))
-    return out
 
 
 async def cmd_put(args: argparse.Namespace) -> int:
@@ -512,6 +494,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tcp", action="store_true", help="use TCP only")
     p.set_defaults(fn=cmd_resolve)
+    admincmd.add_parser(sub)  # `idnode admin`: administration over the native protocol
 
     p = sub.add_parser(
         "put",

@@ -14,6 +14,7 @@ from registry.audit import Caller
 from resolver.config import ConfigError, load
 
 if TYPE_CHECKING:
+    from registry.model.values import Value
     from resolver.node import Node
 
 
@@ -76,3 +77,24 @@ async def opened_node(args: argparse.Namespace, **flags: Any) -> AsyncIterator[N
         raise ConfigError(str(exc)) from None
     finally:
         await node.close()
+
+
+def spec_values(specs: list[str] | None) -> list[Value]:
+    """Values from ``--value [INDEX:]TYPE=DATA`` flags (index: the flag's position if
+    omitted)."""
+    from registry.model.jsonvalues import value_from_json
+
+    out = []
+    for n, spec in enumerate(specs or (), start=1):
+        index_type, sep, data = spec.partition("=")
+        if not sep:
+            raise ConfigError(f"--value {spec!r}: expected [INDEX:]TYPE=DATA")
+        index_text, colon, vtype = index_type.partition(":")
+        if not colon:
+            index, vtype = n, index_type
+        elif index_text.isdigit():
+            index = int(index_text)
+        else:
+            raise ConfigError(f"--value {spec!r}: the index before ':' must be a number")
+        out.append(value_from_json({"index": index, "type": vtype, "data": data}))
+    return out

@@ -22,6 +22,8 @@ The reference's rules, as captured in tests/vectors/handle-native:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from registry.errors import (
     NO_VALUES,
     RC_AUTHENTICATION_FAILED,
@@ -33,11 +35,13 @@ from registry.errors import (
 )
 from resolver.core import Answer, Query
 from resolver.native.challenge import request_digest
-from resolver.native.codes import AT, CT, DNRF, PO, RD, REC, DigestType, OpFlag, ResponseCode
+from resolver.native.codes import AT, CN, CT, DNRF, PO, RD, REC, DigestType, OpFlag, ResponseCode
 from resolver.native.envelope import reply_envelope, reply_version
 from resolver.native.header import Header
 from resolver.native.messages import (
+    Body,
     Challenge,
+    Digest,
     ErrorResponse,
     Message,
     ResolutionRequest,
@@ -132,17 +136,39 @@ def error_reply(request: Message, exc: HandleError, expiration: int, serial: int
     return Message(reply_envelope(request.envelope), header, ErrorResponse(error_text(exc)))
 
 
+def success_reply(
+    request: Message, body: Body, expiration: int, serial: int, *, more: bool = False
+) -> Message:
+    """rc 1 to an admin ``request``, carrying ``body``; ``more``: another message follows
+    (CN, a list of handles in several messages)."""
+    header = _header(request, SUCCESS.native, expiration, serial)
+    if more:
+        header = replace(header, op_flags=header.op_flags | CN)
+    return Message(reply_envelope(request.envelope), header, body)
+
+
+def challenge_digest(request: Message) -> Digest:
+    """The digest of ``request``'s header and body a challenge carries (SHA-256 from 2.7, as
+    the reference's 2.7+ clients expect; SHA-1 before)."""
+    hash_type = DigestType.SHA256 if reply_version(request.envelope) >= (2, 7) else DigestType.SHA1
+    return request_digest(request.signed, hash_type)
+
+
 def challenge_reply(
-    request: Message, nonce: bytes, session_id: int, expiration: int, serial: int
+    request: Message,
+    nonce: bytes,
+    session_id: int,
+    expiration: int,
+    serial: int,
+    digest: Digest | None = None,
 ) -> Message:
     """rc 402: the challenge to authenticate for ``request``, naming the pending challenge
-    ``session_id``; the body starts with a digest of the request's header and body (SHA-256
-    from 2.7, as the reference's 2.7+ clients expect; SHA-1 before)."""
+    ``session_id``; the body starts with the request's :func:`challenge_digest` (``digest``,
+    when the caller computed it already)."""
     header = _header(request, ResponseCode.AUTHENTICATION_NEEDED, expiration, serial, digest=True)
-    hash_type = DigestType.SHA256 if reply_version(request.envelope) >= (2, 7) else DigestType.SHA1
     return Message(
         reply_envelope(request.envelope, session_id),
         header,
         Challenge(nonce),
-        digest=request_digest(request.signed, hash_type),
+        digest=digest or challenge_digest(request),
     )

@@ -12,19 +12,18 @@ i32 key bits, bytes mac`` with ``key = PBKDF2-HMAC-SHA1(secret, salt, iterations
 from __future__ import annotations
 
 import hashlib
-import hmac
 import struct
 from dataclasses import dataclass
 
+from registry.proofs import SCHEME_PBKDF2, SCHEME_SHA1, SecretProof, check_proof, secret_mac
 from resolver.native.codes import DigestType
 from resolver.native.errors import LocalProtocolError, MalformedBody
 from resolver.native.messages import Digest
 
-ANSWER_PBKDF2 = 0x22
-ANSWER_SHA1 = 0x02
+ANSWER_PBKDF2 = SCHEME_PBKDF2
+ANSWER_SHA1 = SCHEME_SHA1
 DEFAULT_ITERATIONS = 10_000
 DEFAULT_KEY_BITS = 160
-MAX_ITERATIONS = 1_000_000  # PBKDF2 cost is the peer's choice: bound what a server will spend
 
 _I32 = struct.Struct(">i")
 _HASHES = {DigestType.MD5: "md5", DigestType.SHA1: "sha1", DigestType.SHA256: "sha256"}
@@ -55,11 +54,11 @@ class SecretKeyAnswer:
 
 def _field(data: bytes, off: int) -> tuple[bytes, int]:
     if off + 4 > len(data):
-        raise MalformedBody("HS_SECKEY answer ends before a length")
+        raise MalformedBody("challenge answer ends before a length")
     (n,) = _I32.unpack_from(data, off)
     off += 4
     if n < 0 or off + n > len(data):
-        raise MalformedBody(f"HS_SECKEY answer field of length {n} runs past its end")
+        raise MalformedBody(f"challenge answer field of length {n} runs past its end")
     return data[off : off + n], off + n
 
 
@@ -98,15 +97,45 @@ def encode_secret_key_answer(answer: SecretKeyAnswer) -> bytes:
     )
 
 
+def proof_of(answer: SecretKeyAnswer) -> SecretProof:
+    """``answer`` as the registry checks it (:mod:`registry.proofs`); MalformedBody for a
+    scheme or parameters a server should not compute."""
+    proof = SecretProof(answer.scheme, answer.mac, answer.salt, answer.iterations, answer.key_bits)
+    try:
+        check_proof(proof)
+    except ValueError as exc:
+        raise MalformedBody(str(exc)) from None
+    return proof
+
+
 def secret_key_mac(secret: bytes, answer: SecretKeyAnswer, nonce: bytes, digest: bytes) -> bytes:
     """The MAC a holder of ``secret`` computes for ``answer``'s scheme and parameters, over the
-    challenge ``nonce`` and the raw request ``digest``. PBKDF2 is slow by design (10 000
-    rounds): call it off the event loop. Raises for parameters a server should not compute."""
-    if answer.scheme == ANSWER_SHA1:
-        return hashlib.sha1(secret + nonce + digest + secret).digest()
-    if not 0 < answer.iterations <= MAX_ITERATIONS or answer.key_bits not in range(8, 4097, 8):
-        raise MalformedBody(
-            f"HS_SECKEY answer asks for {answer.iterations} rounds, {answer.key_bits} key bits"
-        )
-    key = hashlib.pbkdf2_hmac("sha1", secret, answer.salt, answer.iterations, answer.key_bits // 8)
-    return hmac.new(key, nonce + digest, hashlib.sha1).digest()
+    challenge ``nonce`` and the raw request ``digest`` (what a client sends). PBKDF2 is slow by
+    design (10 000 rounds): call it off the event loop. Raises for parameters a server should
+    not compute."""
+    return secret_mac(secret, proof_of(answer), nonce + digest)
+
+
+@dataclass(slots=True)
+class PublicKeyAnswer:
+    """A decoded HS_PUBKEY answer: ``bytes hash algorithm`` (``SHA-256``, ``SHA1``) and
+    ``bytes signature`` over ``nonce ‖ digest`` by the identity's private key."""
+
+    hash_algorithm: str
+    signature: bytes
+
+
+def decode_public_key_answer(answer: bytes) -> PublicKeyAnswer:
+    raw_alg, off = _field(answer, 0)
+    signature, off = _field(answer, off)
+    if off != len(answer) or not signature:
+        raise MalformedBody("HS_PUBKEY answer is not a hash name and a signature")
+    try:
+        return PublicKeyAnswer(raw_alg.decode("ascii"), signature)
+    except UnicodeDecodeError:
+        raise MalformedBody("HS_PUBKEY answer's hash name is not ASCII") from None
+
+
+def encode_public_key_answer(answer: PublicKeyAnswer) -> bytes:
+    alg = answer.hash_algorithm.encode("ascii")
+    return _I32.pack(len(alg)) + alg + _I32.pack(len(answer.signature)) + answer.signature

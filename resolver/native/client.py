@@ -19,7 +19,7 @@ from registry.errors import InvalidValue
 from registry.model.site import site_from_bytes
 from registry.signing.keys import JwkError, verify_signature
 from resolver.native.certify import JWS_ALGORITHMS
-from resolver.native.codes import CA, CT, PO, REC, VERSION, OpCode
+from resolver.native.codes import CA, CN, CT, PO, REC, VERSION, OpCode
 from resolver.native.credential import HS_SIGNED, signed_bytes
 from resolver.native.envelope import ENVELOPE, ENVELOPE_SIZE, Envelope, check_message_length
 from resolver.native.errors import RemoteProtocolError
@@ -40,12 +40,21 @@ class NativeClientError(Exception):
     """No usable reply: the server could not be reached, or answered what is not a reply."""
 
 
-def request(body: Body, *, public_only: bool = True, certify: bool = False) -> Message:
+def request(
+    body: Body,
+    *,
+    public_only: bool = True,
+    certify: bool = False,
+    flags: int = 0,
+    session_id: int = 0,
+) -> Message:
     """A request as the reference client sends it: REC|CA|PO (PO only when ``public_only``),
-    CT when ``certify``, a random positive request id."""
-    flags = REC | CA | (PO if public_only else 0) | (CT if certify else 0)
-    op = OpCode.RESOLUTION if isinstance(body, ResolutionRequest) else OpCode.GET_SITE_INFO
-    envelope = Envelope(*VERSION, *VERSION, request_id=secrets.randbelow(2**31 - 1) + 1)
+    CT when ``certify``, any other ``flags``, a random positive request id."""
+    flags |= REC | CA | (PO if public_only else 0) | (CT if certify else 0)
+    op = body.OP if body.OP is not None else OpCode.GET_SITE_INFO
+    envelope = Envelope(
+        *VERSION, *VERSION, session_id=session_id, request_id=secrets.randbelow(2**31 - 1) + 1
+    )
     header = Header(op, 0, flags, -1, 0, int(time.time()) + _EXPIRATION)
     return Message(envelope, header, body)
 
@@ -100,27 +109,40 @@ async def exchange_udp(
         transport.close()
 
 
-async def exchange_tcp(host: str, port: int, msg: Message) -> Message:
-    """``msg``'s reply over a TCP connection of its own."""
+async def _read_reply(reader: asyncio.StreamReader) -> Message:
+    head = await reader.readexactly(ENVELOPE_SIZE)
+    length = ENVELOPE.unpack_from(head)[7]
+    try:
+        check_message_length(length, DEFAULT_LIMITS)
+        return decode(head + await reader.readexactly(length))
+    except RemoteProtocolError as exc:
+        raise NativeClientError(f"bad reply: {exc}") from None
+
+
+async def exchange_tcp_all(host: str, port: int, msg: Message) -> list[Message]:
+    """``msg``'s replies over a TCP connection of its own: one, or several while each says
+    another follows (CN: a list of handles)."""
+    replies: list[Message] = []
     async with asyncio.timeout(TCP_TIMEOUT):
         reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(encode(msg))
             await writer.drain()
-            head = await reader.readexactly(ENVELOPE_SIZE)
-            length = ENVELOPE.unpack_from(head)[7]
-            try:
-                check_message_length(length, DEFAULT_LIMITS)
-                reply = decode(head + await reader.readexactly(length))
-            except RemoteProtocolError as exc:
-                raise NativeClientError(f"bad reply: {exc}") from None
+            while not replies or replies[-1].header.op_flags & CN:
+                reply = await _read_reply(reader)
+                if reply.envelope.request_id != msg.envelope.request_id:
+                    raise NativeClientError("the reply is for another request")
+                replies.append(reply)
         except asyncio.IncompleteReadError:
             raise NativeClientError("the server closed the connection") from None
         finally:
             writer.close()
-    if reply.envelope.request_id != msg.envelope.request_id:
-        raise NativeClientError("the reply is for another request")
-    return reply
+    return replies
+
+
+async def exchange_tcp(host: str, port: int, msg: Message) -> Message:
+    """``msg``'s reply over a TCP connection of its own."""
+    return (await exchange_tcp_all(host, port, msg))[0]
 
 
 async def exchange(host: str, port: int, msg: Message, *, tcp: bool = False) -> Message:

@@ -86,6 +86,7 @@ class ResponseCode(IntEnum):
     AUTHENTICATION_NEEDED = errors.RC_AUTHENTICATION_NEEDED
     AUTHENTICATION_FAILED = errors.RC_AUTHENTICATION_FAILED
     INVALID_CREDENTIAL = errors.RC_INVALID_CREDENTIAL
+    AUTHEN_TIMEOUT = errors.RC_AUTHEN_TIMEOUT
 
 
 class OpFlag(IntFlag):
@@ -109,6 +110,7 @@ class OpFlag(IntFlag):
 AT, CT, REC, CA, PO, RD, DNRF = (
     int(f) for f in (OpFlag.AT, OpFlag.CT, OpFlag.REC, OpFlag.CA, OpFlag.PO, OpFlag.RD, OpFlag.DNRF)
 )
+CN, OVRW, MINT = (int(f) for f in (OpFlag.CN, OpFlag.OVRW, OpFlag.MINT))
 
 # Envelope flag bits (the third octet; its low two bits are the suggested major version).
 ENV_CP = 0x80  # compressed

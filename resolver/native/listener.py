@@ -32,10 +32,12 @@ from time import perf_counter
 from typing import Any
 
 from resolver.metrics import Histogram
+from resolver.native.admin import NativeAdmin
 from resolver.native.certify import Certifier
 from resolver.native.errors import RemoteProtocolError
 from resolver.native.hot import Send
 from resolver.native.messages import Message
+from resolver.native.pending import PendingChallenges
 from resolver.native.readers import decode
 from resolver.native.service import NativeService
 from resolver.native.settings import NativeLimits
@@ -134,7 +136,7 @@ class _Udp(asyncio.DatagramProtocol):
 
     async def _answer(self, message: Message, addr: Any, data: bytes) -> None:
         try:
-            reply = await self.service.respond(message, udp=True)
+            reply = await self.service.respond(message, udp=True, peer=str(addr[0]))
         except Exception:  # a bug: the service answers every failure itself
             log.exception("native udp: no answer to op %d", message.header.op_code)
             return
@@ -166,6 +168,7 @@ class _Tcp(asyncio.Protocol):
         self.loop = listener.loop
         self.framer = Framer(listener.limits.codec)
         self.transport: asyncio.Transport | None = None
+        self.peer = "?"  # the client's address: what challenges and the throttle go by
         self.last = self.loop.time()  # of the last request or reply
         self.served = 0
         self.busy: asyncio.Task[None] | None = None  # the request being answered
@@ -181,6 +184,9 @@ class _Tcp(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.peer = str(peername[0])
         self.listener.admit(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -281,7 +287,7 @@ class _Tcp(asyncio.Protocol):
 
     async def _answer(self, message: Message, frame: bytes) -> None:
         try:
-            reply = await self.service.respond(message, udp=False)
+            reply = await self.service.respond(message, udp=False, peer=self.peer)
         except Exception:  # a bug: the service answers every failure itself
             log.exception("native tcp: no answer to op %d", message.header.op_code)
             if self.transport is not None:
@@ -433,8 +439,10 @@ async def start_native(
     certifier = Certifier(key)
     executor = ThreadPoolExecutor(_SIGNING_THREADS, "idnode-sign") if certifier.blocking else None
     recorder = node.telemetry.transport("native")
+    pending = PendingChallenges(limits.challenge_timeout, limits.max_pending_challenges)
+    admin = NativeAdmin(node.resolver, node.registry, node.listings, node.throttle, pending)
     service = NativeService(
-        node.resolver, b"", certifier, limits, recorder=recorder, executor=executor
+        node.resolver, b"", certifier, limits, recorder=recorder, executor=executor, admin=admin
     )
     listener = NativeListener(node, service, limits, executor)
     try:

@@ -228,15 +228,19 @@ Body = (
     | OpaqueBody
 )
 
-REQUEST_BODIES: tuple[type[Body], ...] = (
-    ResolutionRequest,
-    SiteInfoRequest,
+# The administration idnode answers (over TCP, after a challenge).
+ADMIN_REQUEST_BODIES: tuple[type[Body], ...] = (
     CreateHandleRequest,
     DeleteHandleRequest,
     AddValueRequest,
     RemoveValueRequest,
     ModifyValueRequest,
     ListHandlesRequest,
+)
+REQUEST_BODIES: tuple[type[Body], ...] = (
+    ResolutionRequest,
+    SiteInfoRequest,
+    *ADMIN_REQUEST_BODIES,
     ChallengeAnswer,
     SessionSetupRequest,
 )

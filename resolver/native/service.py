@@ -12,9 +12,12 @@ Every answer is counted and timed for ``/metrics`` (transport ``native``): by
 :meth:`NativeService.respond`, :meth:`~NativeService.busy` and :meth:`~NativeService.refuse`
 here, and by the listener for the hot path's replies (always a successful resolution).
 
-Not implemented yet, and answered rc 5 "operation not supported": administration over TCP
-(over UDP it is refused as the reference refuses it), challenge answers (op 200/201, so a
-challenge for restricted values cannot be met yet) and sessions (op 400-402).
+Administration (create, delete, add / remove / modify values, list handles) and the answers
+to its challenges go to :class:`~resolver.native.admin.NativeAdmin`; over UDP admin op codes
+are refused as the reference refuses them. Answered rc 5 "operation not supported": the other
+admin op codes (home / unhome prefixes, replication), verify-challenge (op 201) and sessions
+(op 400-402). A resolution asking for restricted values is challenged by the admin side too,
+and resolved as the identity that answers.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from registry.errors import (
 from resolver.core import Resolver
 from resolver.metrics import Recorder
 from resolver.native import adapter
+from resolver.native.admin import NativeAdmin
 from resolver.native.certify import Certifier
 from resolver.native.codes import (
     ADMIN_OP_CODES,
@@ -60,8 +64,8 @@ log = logging.getLogger("idnode.native")
 NONCE_BYTES = 16
 ADMIN_ON_UDP = "Received admin request on non-admin interface"
 _NOT_YET = {
-    "admin": "Administration over the native protocol is not supported yet: use the HTTP API",
-    "auth": "Answering challenges is not supported yet",
+    "admin": "Operation not supported over the native protocol: use the HTTP API",
+    "auth": "Verifying challenges is not supported",
     "session": "Sessions are not supported",
 }
 _AUTH_OPS = frozenset({OpCode.RESPONSE_TO_CHALLENGE, OpCode.VERIFY_CHALLENGE})
@@ -101,8 +105,10 @@ class NativeService:
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[int], bytes] = os.urandom,
+        admin: NativeAdmin | None = None,
     ) -> None:
         self.resolver = resolver
+        self.admin = admin
         self.site = site
         self.certifier = certifier
         self.limits = limits
@@ -147,9 +153,10 @@ class NativeService:
             reply.envelope, encode_payload(reply.header, reply.body) + NO_CREDENTIAL
         )
 
-    async def respond(self, request: Message, udp: bool) -> bytes | None:
-        """The framed reply to a decoded message (None: not answered — a reply sent to the
-        server is dropped, so two servers cannot be made to answer each other forever)."""
+    async def respond(self, request: Message, udp: bool, peer: str = "?") -> bytes | None:
+        """The framed reply to a decoded message from ``peer`` (its address), or the replies
+        one after the other (a list of handles); None: not answered — a reply sent to the
+        server is dropped, so two servers cannot be made to answer each other forever."""
         header = request.header
         if not header.is_request:
             log.debug(
@@ -157,22 +164,25 @@ class NativeService:
             )
             return None
         start = perf_counter()
-        frame, code = await self._respond(request, udp)
+        frame, code = await self._respond(request, udp, peer)
         self.recorder.observe(op_label(header.op_code), code, perf_counter() - start)
         return frame
 
-    async def _respond(self, request: Message, udp: bool) -> tuple[bytes, int]:
-        """The framed reply to a request, and the responseCode it carries."""
+    async def _respond(self, request: Message, udp: bool, peer: str) -> tuple[bytes, int]:
+        """The framed reply (or replies) to a request, and the responseCode of the first."""
         op = request.header.op_code
         expiration = self._expiration()
         if udp and op in ADMIN_OP_CODES:
             refusal = blind_error(RC_PROTOCOL_ERROR, ADMIN_ON_UDP, expiration, op_code=op)
             return encode(refusal), RC_PROTOCOL_ERROR
+        more: list[Message] = []
         try:
             if op == OpCode.RESOLUTION:
-                reply = await self._resolution(request, expiration)
+                reply = await self._resolution(request, expiration, peer)
             elif op == OpCode.GET_SITE_INFO:
                 reply = adapter.site_info_reply(request, self.site, expiration, SITE_SERIAL)
+            elif self.admin is not None and self.admin.handles(request):
+                reply, *more = await self.admin.respond(request, peer, expiration, SITE_SERIAL)
             elif op in _AUTH_OPS:
                 raise NotSupported(_NOT_YET["auth"])
             elif op in _SESSION_OPS:
@@ -186,12 +196,17 @@ class NativeService:
             reply = adapter.error_reply(
                 request, ServerError(CATCH_ALL_MESSAGE), expiration, SITE_SERIAL
             )
-        return await self._finish(request, reply)
+        frame, code = await self._finish(request, reply)
+        for next_reply in more:
+            frame += (await self._finish(request, next_reply))[0]
+        return frame, code
 
-    async def _resolution(self, request: Message, expiration: int) -> Message:
+    async def _resolution(self, request: Message, expiration: int, peer: str) -> Message:
         try:
             answer = await self.resolver.resolve(adapter.query_of(request))
         except AuthenticationNeeded:
+            if self.admin is not None:  # a challenge that can be answered
+                return self.admin.challenge(request, peer, expiration, SITE_SERIAL)
             return adapter.challenge_reply(
                 request, self.nonce(NONCE_BYTES), self._next_session(), expiration, SITE_SERIAL
             )

@@ -30,6 +30,9 @@ class NativeLimits:
     beyond it a request is answered "server too busy".
     ``max_signing_queue``: certified replies waiting for an RSA signature (signed off the event
     loop); beyond it a certified request is answered "server too busy".
+    ``challenge_timeout``: seconds an admin request's challenge (rc 402) waits for its answer.
+    ``max_pending_challenges``: challenges waiting for an answer; beyond it a new challenge
+    takes the place of the oldest, so a client that never answers cannot grow the table.
     """
 
     max_message_length: int = DEFAULT_LIMITS.max_message_length
@@ -40,6 +43,8 @@ class NativeLimits:
     max_pending_bytes: int = 16 * 2**20
     max_in_flight: int = 1024
     max_signing_queue: int = 256
+    challenge_timeout: float = 60.0
+    max_pending_challenges: int = 4096
 
     def __post_init__(self) -> None:
         for name in (
@@ -47,6 +52,7 @@ class NativeLimits:
             "max_connections",
             "max_pending_messages",
             "max_in_flight",
+            "max_pending_challenges",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -54,7 +60,7 @@ class NativeLimits:
             raise ValueError(
                 f"max_message_length may not exceed {DEFAULT_LIMITS.max_message_length}"
             )
-        for name in ("idle_timeout", "reassembly_timeout"):
+        for name in ("idle_timeout", "reassembly_timeout", "challenge_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.max_pending_bytes < 0 or self.max_signing_queue < 0:
