@@ -1,5 +1,5 @@
-"""Authentication: proving an identity ``index:handle`` with the secret in its HS_SECKEY, and
-throttling repeated failures."""
+"""Authentication: proving an identity ``index:handle`` with the secret in its HS_SECKEY or a
+signature by the key in its HS_PUBKEY, and throttling repeated failures."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from registry.authz import Principal, group_refs
-from registry.errors import AuthenticationFailed, Throttled
+from registry.errors import AuthenticationFailed, InvalidValue, Throttled
 from registry.model import admin as adm
 from registry.model.identifiers import handle_key
-from registry.model.values import HS_SECKEY, HS_VLIST, type_key
+from registry.model.values import HS_PUBKEY, HS_SECKEY, HS_VLIST, type_key
 from registry.secrets import Sealer, secrets_equal
+from registry.signing.handlesig import verify_pubkey_signature
 from registry.store.base import Record, Store
 
 _DUMMY = b"\0" * 32
@@ -68,6 +69,30 @@ class Authenticator:
             raise AuthenticationFailed()
         # "0.NA/88.118.8" (index 0) is the identity of whichever key matched.
         return Principal(adm.AdminRef(matched, identity.handle))
+
+    async def verify_signature(
+        self, identity: adm.AdminRef, data: bytes, signature: bytes, alg: str
+    ) -> Principal:
+        """The identity whose HS_PUBKEY (the one at ``identity.index``, or with index 0 each
+        in index order, as the reference tries them) verifies ``signature`` over ``data``
+        under the Handle algorithm name ``alg``; AuthenticationFailed if none does."""
+        if not identity.handle:
+            raise AuthenticationFailed()
+        record = await self._fetch(handle_key(identity.handle))
+        keys = sorted(
+            (v for v in (record.values if record else ()) if type_key(v.type) == HS_PUBKEY),
+            key=lambda v: v.index,
+        )
+        for v in keys:
+            if identity.index not in (0, v.index):
+                continue
+            try:
+                good = verify_pubkey_signature(v.data, alg, data, signature)
+            except (ValueError, InvalidValue):  # no key we can use, or an alg that does not fit
+                continue
+            if good:
+                return Principal(adm.AdminRef(v.index, identity.handle))
+        raise AuthenticationFailed()
 
     async def with_groups(self, who: Principal, records: dict[str, Record]) -> Principal:
         """``who`` with the HS_VLIST groups, named by admin values in ``records``, that
