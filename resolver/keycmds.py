@@ -155,8 +155,9 @@ async def cmd_verify(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any, data_arg: Any) -> None:
     p = sub.add_parser(
         "keys",
-        help="the node's signing keys",
-        description="Show or rotate the node's signing keys.",
+        help="the node's signing keys; login keys",
+        description="Show or rotate the node's signing keys, or make a key pair to sign "
+        "in with (login).",
     )
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     ks = ksub.add_parser(

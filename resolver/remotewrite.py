@@ -1,7 +1,9 @@
 """Writes to a remote node's HTTP API as a Handle identity that signs in with its key, the
 way Handle.Net's clients do: ``POST /api/sessions`` for a nonce, the signature of
 ``nonce ‖ cnonce`` in ``Authorization: Handle`` on ``PUT /api/sessions/this``, then the
-session id on each write (``idnode put|delete --server URL --identity ID --key FILE``).
+session id on each write (``idnode put|delete --server URL --identity ID --key FILE``). The
+requests share one kept-alive connection, so they reach one worker of a node serving with
+``--workers N`` (whose sessions are each worker's own).
 
 The key file is a PEM private key as :class:`~registry.signing.keys.SigningKey` reads them
 (Ed25519, P-256 or RSA ≥ 2048 bits); its public half must be an HS_PUBKEY value of the
@@ -95,11 +97,19 @@ class RemoteNode:
     async def _call(
         self, method: str, handle: str, params: list[tuple[str, str]], **kw: Any
     ) -> Any:
-        if self.session_id is None:
-            await self.sign_in()
         url = f"{self.url}/api/handles/{quote(handle, safe='/')}"
-        async with self.http.request(method, url, params=params, headers=self._auth(), **kw) as r:
-            body = await _json(r)
+        for attempt in range(2):
+            # A 401 on a session we signed into: it expired, or (with several workers) this
+            # connection reached a process that does not know it. Sign in again, once.
+            if self.session_id is None or attempt:
+                await self.sign_in()
+            async with self.http.request(
+                method, url, params=params, headers=self._auth(), **kw
+            ) as r:
+                if r.status == 401 and not attempt:
+                    continue
+                body = await _json(r)
+            break
         if body.get("responseCode") != 1:
             message = body.get("message") or ""
             raise RemoteError(f"HTTP {r.status}, responseCode {body.get('responseCode')} {message}")

@@ -310,6 +310,25 @@ async def test_cli_put_and_delete_with_key(server: Server, tmp_path: Path) -> No
         assert r.status == 404
 
 
+async def test_client_signs_in_again_when_its_session_is_gone(
+    server: Server, rsa_key: SigningKey
+) -> None:
+    from resolver.remotewrite import RemoteNode
+
+    await publish(server, rsa_key)
+    remote = RemoteNode(server.session, server.url, ID8, rsa_key)
+    values = [Value(1, "URL", b"https://example.org/again")]
+    status, _ = await remote.put("88.118.8/K-A", values, add=False, overwrite=True)
+    first = remote.session_id
+    assert status == 201 and first is not None
+    # As if the session expired, or the next request reached another worker.
+    assert server.node.sessions.end(first)
+    await remote.delete("88.118.8/K-A", ())
+    assert remote.session_id not in (None, first)
+    async with server.session.get(server.api("88.118.8/K-A")) as r:
+        assert r.status == 404
+
+
 # ------------------------------------------------------------------ the pieces alone
 
 
