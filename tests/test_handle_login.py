@@ -251,6 +251,7 @@ async def test_session_not_yet_signed_into_needs_authentication(server: Server) 
     sid, _ = await challenged(server)
     status, body, headers = await put(server, "88.118.8/K-N", f'Handle sessionId="{sid}"')
     assert (status, body["responseCode"]) == (401, 402)
+    assert len(headers.getall("WWW-Authenticate")) == 1  # no Basic for a Handle client
     assert challenge_of(headers)[0] == sid
 
 

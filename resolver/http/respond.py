@@ -95,7 +95,7 @@ def error_response(
         return resp
     resp = json_response(error_json(exc, handle), exc.status)
     if isinstance(exc, AuthenticationNeeded) and exc.status == 401:
-        for k, v in auth_headers(challenge):
+        for k, v in auth_headers(challenge, basic=basic):
             resp.headers.add(k, v)
     if isinstance(exc, Throttled):
         resp.headers["Retry-After"] = str(exc.retry_after)
