@@ -3,6 +3,8 @@ signature by the key in its HS_PUBKEY, and throttling repeated failures."""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import ipaddress
 import math
 import time
@@ -14,6 +16,7 @@ from registry.errors import AuthenticationFailed, InvalidValue, Throttled
 from registry.model import admin as adm
 from registry.model.identifiers import handle_key
 from registry.model.values import HS_PUBKEY, HS_SECKEY, HS_VLIST, type_key
+from registry.secretmac import SecretMac, secret_mac
 from registry.secrets import Sealer, secrets_equal
 from registry.signing.handlesig import verify_pubkey_signature
 from registry.store.base import Record, Store
@@ -46,29 +49,56 @@ class Authenticator:
         # and it keeps a store read off every authenticated request.
         self._fetch = fetch or store.get
 
+    async def _secrets(self, identity: adm.AdminRef) -> list[tuple[int, bytes]] | None:
+        """The HS_SECKEY secrets ``identity`` may hold, by index (index 0: every one);
+        None when its handle does not exist."""
+        record = await self._fetch(handle_key(identity.handle))
+        if record is None:
+            return None
+        out = []
+        for v in record.values:
+            if type_key(v.type) != HS_SECKEY or identity.index not in (0, v.index):
+                continue
+            try:
+                out.append((v.index, self._sealer.unseal(v.data)))
+            except Exception:  # a blob sealed under another key never matches
+                continue
+        return out
+
     async def verify_secret(self, identity: adm.AdminRef, secret: bytes) -> Principal:
         if not identity.handle:
             raise AuthenticationFailed()
-        record = await self._fetch(handle_key(identity.handle))
+        secrets = await self._secrets(identity)
         matched = 0
-        if record is not None:
-            for v in record.values:
-                if type_key(v.type) != HS_SECKEY:
-                    continue
-                if identity.index not in (0, v.index):
-                    continue
-                try:
-                    stored = self._sealer.unseal(v.data)
-                except Exception:  # a blob sealed under another key never matches
-                    continue
+        if secrets is not None:
+            for index, stored in secrets:
                 if secrets_equal(stored, secret) and not matched:
-                    matched = v.index
+                    matched = index
         else:
             secrets_equal(_DUMMY, secret)  # keep timing independent of existence
         if not matched:
             raise AuthenticationFailed()
         # "0.NA/88.118.8" (index 0) is the identity of whichever key matched.
         return Principal(adm.AdminRef(matched, identity.handle))
+
+    async def verify_secret_mac(
+        self, identity: adm.AdminRef, how: SecretMac, data: bytes, mac: bytes
+    ) -> Principal:
+        """The identity whose HS_SECKEY secret answers ``data`` with ``mac`` computed as
+        ``how`` says (a challenge answered without sending the secret); PBKDF2 runs off the
+        event loop."""
+        secrets = (await self._secrets(identity) if identity.handle else None) or []
+
+        def matched() -> int:
+            for index, secret in secrets:
+                if hmac.compare_digest(secret_mac(how, secret, data), mac):
+                    return index
+            return 0
+
+        index = await asyncio.to_thread(matched) if how.kind == "pbkdf2" else matched()
+        if not index:
+            raise AuthenticationFailed()
+        return Principal(adm.AdminRef(index, identity.handle))
 
     async def verify_signature(
         self, identity: adm.AdminRef, data: bytes, signature: bytes, alg: str

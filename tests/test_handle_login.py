@@ -226,7 +226,8 @@ async def test_another_prefix_admin_is_forbidden(server: Server, rsa_key: Signin
 @pytest.mark.parametrize(
     "change",
     [
-        {"type": "HS_SECKEY"},
+        {"type": "HS_SECKEY"},  # an RSA signature is no MAC under the secret
+        {"type": "HS_OTHER"},
         {"alg": "MD5"},
         {"cnonce": "!!!"},
         {"id": f"300:{ENT8_HANDLE}"},  # the identity of the secret, not of the key
@@ -245,6 +246,43 @@ async def test_bad_answers_are_401(
     status, body, headers = await put(server, "88.118.8/K-B", header)
     assert (status, body) == (401, None)
     challenge_of(headers)
+
+
+def seckey_header(sid: str, nonce: bytes, secret: bytes, alg: str) -> str:
+    """An HS_SECKEY answer as Handle.Net's clients compute it (``Util.doMac``)."""
+    import hashlib
+    import hmac
+
+    cnonce = os.urandom(16)
+    data, extra = nonce + cnonce, ""
+    if alg == "HMAC-SHA256":
+        mac = hmac.new(secret, data, "sha256").digest()
+    elif alg == "SHA1":
+        mac = hashlib.sha1(secret + data + secret).digest()
+    else:  # PBKDF2-HMAC-SHA1
+        salt = os.urandom(16)
+        key = hashlib.pbkdf2_hmac("sha1", secret, salt, 10_000, 20)
+        mac = hmac.new(key, data, "sha1").digest()
+        extra = f', salt="{base64.b64encode(salt).decode()}", iterations="10000", length="160"'
+    return (
+        f'Handle sessionId="{sid}", id="{quote("300:" + ENT8_HANDLE, safe="")}", '
+        f'type="HS_SECKEY", cnonce="{base64.b64encode(cnonce).decode()}", alg="{alg}", '
+        f'signature="{base64.b64encode(mac).decode()}"{extra}'
+    )
+
+
+@pytest.mark.parametrize("alg", ["HMAC-SHA256", "SHA1", "PBKDF2-HMAC-SHA1"])
+async def test_secret_key_answer(server: Server, alg: str) -> None:
+    sid, nonce = await challenged(server)
+    status, _, headers = await put(
+        server, "88.118.8/K-S", seckey_header(sid, nonce, b"wrong-secret", alg)
+    )
+    assert status == 401
+    _, nonce, _ = challenge_of(headers)
+    status, body, _ = await put(
+        server, "88.118.8/K-S", seckey_header(sid, nonce, b"ent8-secret", alg)
+    )
+    assert (status, body["responseCode"]) == (201, 1)
 
 
 async def test_session_not_yet_signed_into_needs_authentication(server: Server) -> None:

@@ -1,7 +1,8 @@
 """The server side of ``Authorization: Handle`` (see :mod:`resolver.http.handleauth` for the
-header, :mod:`registry.sessions` for the session table): a signed answer to a session's
-nonce, checked by the registry's authenticator and judged by the node's throttle like a
-Basic secret; then the session id alone.
+header, :mod:`registry.sessions` for the session table): an answer to a session's nonce —
+signed with an HS_PUBKEY's key, or (``type="HS_SECKEY"``) a MAC under the secret
+(:mod:`registry.secretmac`) — checked by the registry's authenticator and judged by the
+node's throttle like a Basic secret; then the session id alone.
 
 As the reference server: a header naming a session this process does not know (expired,
 ended, or made by another worker) is a failed login answered 401 with a fresh challenge; a
@@ -19,7 +20,8 @@ from registry.auth import parse_identity
 from registry.authz import Principal
 from registry.errors import AuthenticationFailed, AuthenticationNeeded
 from registry.model.admin import AdminRef
-from registry.model.values import HS_PUBKEY
+from registry.model.values import HS_PUBKEY, HS_SECKEY
+from registry.secretmac import SecretMac, parse_alg
 from registry.sessions import Session
 from resolver.http.handleauth import HandleAuthorization, parse_authorization
 from resolver.http.keys import CHALLENGE
@@ -37,6 +39,16 @@ def _b64(text: str) -> bytes:
         return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
         raise AuthenticationFailed("Malformed base64 in Authorization: Handle") from None
+
+
+def _secret_mac(auth: HandleAuthorization, alg: str) -> SecretMac:
+    """How an HS_SECKEY answer was computed: ``alg``, and PBKDF2's ``salt``, ``iterations``
+    and ``length`` (in bits) fields."""
+    try:
+        salt = _b64(auth.get("salt") or "")
+        return parse_alg(alg, salt, int(auth.get("iterations") or 0), int(auth.get("length") or 0))
+    except ValueError as exc:
+        raise AuthenticationFailed(str(exc)) from None
 
 
 async def sign_in(request: web.Request, node: Node, auth: HandleAuthorization) -> Session:
@@ -57,16 +69,17 @@ async def sign_in(request: web.Request, node: Node, auth: HandleAuthorization) -
             raise AuthenticationFailed(f"Missing fields in authentication data: {auth.missing}")
         if auth.get("version") not in (None, "0"):
             raise AuthenticationFailed("Unknown version in Authorization: Handle")
-        if auth.get("type") != HS_PUBKEY:
-            raise AuthenticationFailed(
-                f"Unsupported type {auth.get('type')!r}: sign with an HS_PUBKEY key "
-                "(HS_SECKEY secrets go in Basic credentials)"
-            )
         cnonce = _b64(auth.get("cnonce") or "")
         signature = _b64(auth.get("signature") or "")
-        return await node.registry.authenticator.verify_signature(
-            identity, nonce + cnonce, signature, auth.get("alg") or ""
-        )
+        alg = auth.get("alg") or ""
+        authenticator = node.registry.authenticator
+        kind = auth.get("type")
+        if kind == HS_PUBKEY:
+            return await authenticator.verify_signature(identity, nonce + cnonce, signature, alg)
+        if kind == HS_SECKEY:
+            how = _secret_mac(auth, alg)
+            return await authenticator.verify_secret_mac(identity, how, nonce + cnonce, signature)
+        raise AuthenticationFailed(f"Unknown authentication type {kind!r}")
 
     who = await node.throttle.attempt(request.remote or "?", identity, prove)
     node.sessions.authenticate(session, who)
