@@ -1,10 +1,11 @@
-"""Authentication: proving an identity ``index:handle`` with the secret in its HS_SECKEY (or,
-for the native challenge-response, a MAC made with it or a signature by the key of its
-HS_PUBKEY), and throttling repeated failures."""
+"""Authentication: proving an identity ``index:handle`` with the secret in its HS_SECKEY (or a
+MAC made with it, answering a challenge) or a signature by the key in its HS_PUBKEY, and
+throttling repeated failures."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import math
 import time
@@ -15,11 +16,12 @@ from registry.authz import Principal, group_refs
 from registry.errors import AuthenticationFailed, InvalidValue, Throttled
 from registry.model import admin as adm
 from registry.model.identifiers import handle_key
-from registry.model.pubkey import pubkey_to_jwk
 from registry.model.values import HS_PUBKEY, HS_SECKEY, HS_VLIST, Value, type_key
-from registry.proofs import SecretProof, check_proof, secret_mac, signature_ok
+from registry.proofs import SecretProof, check_proof, secret_mac
+from registry.secretmac import SecretMac
+from registry.secretmac import secret_mac as scheme_mac
 from registry.secrets import Sealer, secrets_equal
-from registry.signing.keys import JwkError
+from registry.signing.handlesig import verify_pubkey_signature
 from registry.store.base import Record, Store
 
 _DUMMY = b"\0" * 32
@@ -98,17 +100,37 @@ class Authenticator:
                 return Principal(adm.AdminRef(index, identity.handle))
         raise AuthenticationFailed()
 
+    async def verify_handle_mac(
+        self, identity: adm.AdminRef, how: SecretMac, data: bytes, mac: bytes
+    ) -> Principal:
+        """(The HTTP ``Handle`` scheme.) The identity whose HS_SECKEY secret answers ``data``
+        with ``mac`` computed as ``how`` says; PBKDF2 runs off the event loop."""
+        secrets = self._secrets(await self._values_of(identity, HS_SECKEY))
+
+        def matched() -> int:
+            for index, secret in secrets:
+                if hmac.compare_digest(scheme_mac(how, secret, data), mac):
+                    return index
+            return 0
+
+        index = await asyncio.to_thread(matched) if how.kind == "pbkdf2" else matched()
+        if not index:
+            raise AuthenticationFailed()
+        return Principal(adm.AdminRef(index, identity.handle))
+
     async def verify_signature(
         self, identity: adm.AdminRef, data: bytes, signature: bytes, alg: str
     ) -> Principal:
-        """``identity`` if ``signature`` over ``data`` verifies under one of its HS_PUBKEY
-        keys (RSA or DSA) with the hash ``alg`` (``SHA-256``, ``SHA1``)."""
-        for v in await self._values_of(identity, HS_PUBKEY):
+        """The identity whose HS_PUBKEY (the one at ``identity.index``, or with index 0 each
+        in index order, as the reference tries them) verifies ``signature`` over ``data``
+        under the Handle algorithm name ``alg``; AuthenticationFailed if none does."""
+        for v in sorted(await self._values_of(identity, HS_PUBKEY), key=lambda v: v.index):
             try:
-                if signature_ok(pubkey_to_jwk(v.data), alg, data, signature):
-                    return Principal(adm.AdminRef(v.index, identity.handle))
-            except (InvalidValue, JwkError, ValueError):
-                continue  # a key that cannot verify, or a hash it is not used with
+                good = verify_pubkey_signature(v.data, alg, data, signature)
+            except (ValueError, InvalidValue):  # no key we can use, or an alg that does not fit
+                continue
+            if good:
+                return Principal(adm.AdminRef(v.index, identity.handle))
         raise AuthenticationFailed()
 
     async def with_groups(self, who: Principal, records: dict[str, Record]) -> Principal:

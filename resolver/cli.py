@@ -29,7 +29,7 @@ from registry.store.factory import (
     redact_location,
     without_password,
 )
-from resolver import __version__, admincmd, auditcmd, keycmds, statuscmd
+from resolver import __version__, admincmd, auditcmd, keycmds, remotecmds, statuscmd
 from resolver.cliutil import (
     data_dir,
     non_negative_int,
@@ -258,6 +258,8 @@ def _json_values(path: str) -> list[Value]:
 
 async def cmd_put(args: argparse.Namespace) -> int:
     values = _values_arg(args)
+    if remotecmds.remote(args):
+        return await remotecmds.put(args, values)
 
     async def go(node: Node) -> int:
         ident = parse(args.handle)
@@ -277,6 +279,9 @@ async def cmd_put(args: argparse.Namespace) -> int:
 
 
 async def cmd_delete(args: argparse.Namespace) -> int:
+    if remotecmds.remote(args):
+        return await remotecmds.delete(args)
+
     async def go(node: Node) -> int:
         ident = parse(args.handle)
         if args.index:
@@ -499,8 +504,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "put",
         help="create or replace an identifier",
-        description="Create HANDLE or replace its values (as the local "
-        "operator). Values come from --value or --json.",
+        description="Create HANDLE or replace its values, as the local operator, or on "
+        "a remote node with --server/--identity/--key. Values come from --value or --json.",
     )
     _data_arg(p)
     p.add_argument("handle")
@@ -519,18 +524,21 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--add", action="store_true", help="add/replace only these values")
     p.add_argument("--no-overwrite", action="store_true", help="fail if it already exists")
+    remotecmds.add_arguments(p)
     p.set_defaults(fn=cmd_put)
 
     p = sub.add_parser(
         "delete",
         help="delete an identifier or some of its values",
-        description="Delete HANDLE, or only the values at --index.",
+        description="Delete HANDLE, or only the values at --index, as the local operator "
+        "or on a remote node with --server/--identity/--key.",
     )
     _data_arg(p)
     p.add_argument("handle")
     p.add_argument(
         "--index", type=positive_int, action="append", help="delete only this value (repeatable)"
     )
+    remotecmds.add_arguments(p)
     p.set_defaults(fn=cmd_delete)
 
     p = sub.add_parser("prefix", help="enterprise prefixes", description="Manage prefixes.")

@@ -1,4 +1,4 @@
-"""``idnode keys show|rotate`` and ``idnode verify``."""
+"""``idnode keys show|rotate|login`` and ``idnode verify``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from resolver.cliutil import opened_node, operator, positive_int
 from resolver.config import ConfigError
+
+LOGIN_PASSPHRASE_ENV = "IDNODE_LOGIN_KEY_PASSPHRASE"  # encrypts/decrypts a login key file
 
 if TYPE_CHECKING:
     from registry.signing.verify import Report
@@ -61,6 +63,28 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
         f"rotation {how}: signing with {node.keyring.identity(report.new_key)}; "
         f"{report.resigned} records re-signed"
     )
+    return 0
+
+
+def cmd_keys_login(args: argparse.Namespace) -> int:
+    """A key pair for signing in with ``Authorization: Handle``: the private key to
+    ``--out``, and its public half printed as the HS_PUBKEY value to publish. (Not a
+    coroutine: there is nothing to wait for.)"""
+    import os
+
+    from registry.model.jsonvalues import value_to_json
+    from registry.model.pubkey import pubkey_from_jwk
+    from registry.model.values import HS_PUBKEY, Value
+    from registry.signing.keys import SigningKey
+
+    out = Path(args.out)
+    if out.exists():
+        raise ConfigError(f"{out} exists: not overwriting a key")
+    key = SigningKey.generate(args.alg)
+    passphrase = os.environ.get(LOGIN_PASSPHRASE_ENV)
+    key.save(out, passphrase.encode() if passphrase else None)
+    value = Value(args.index, HS_PUBKEY, pubkey_from_jwk(key.public_jwk()))
+    print(json.dumps({"values": [value_to_json(value)]}))
     return 0
 
 
@@ -132,8 +156,9 @@ async def cmd_verify(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any, data_arg: Any) -> None:
     p = sub.add_parser(
         "keys",
-        help="the node's signing keys",
-        description="Show or rotate the node's signing keys.",
+        help="the node's signing keys; login keys",
+        description="Show or rotate the node's signing keys, or make a key pair to sign "
+        "in with (login).",
     )
     ksub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     ks = ksub.add_parser(
@@ -161,6 +186,27 @@ def add_parsers(sub: Any, data_arg: Any) -> None:
     )
     kr.add_argument("--quiet", action="store_true", help="no progress bar")
     kr.set_defaults(fn=cmd_keys_rotate)
+    kl = ksub.add_parser(
+        "login",
+        help="new key pair for signing in as an identity (HS_PUBKEY)",
+        description="Write a new private key to --out (PEM, mode 0600; encrypted when "
+        f"{LOGIN_PASSPHRASE_ENV} is set) and print its public half as an HS_PUBKEY value in "
+        "the HTTP API's JSON. Publish it in the identity's handle, e.g. "
+        "'idnode put 0.NA/88.118.8 --add --json FILE', then write remotely with "
+        "'--server URL --identity 301:0.NA/88.118.8 --key KEYFILE'.",
+    )
+    kl.add_argument("--out", required=True, metavar="FILE", help="where to write the private key")
+    kl.add_argument(
+        "--alg",
+        choices=("RS256", "ES256", "EdDSA"),
+        default="RS256",
+        help="key type: RS256 (RSA-2048, the one Handle.Net servers also check; default), "
+        "ES256 (P-256) or EdDSA (Ed25519)",
+    )
+    kl.add_argument(
+        "--index", type=positive_int, default=301, help="the HS_PUBKEY value's index (301)"
+    )
+    kl.set_defaults(fn=cmd_keys_login)
 
     p = sub.add_parser(
         "verify",

@@ -20,6 +20,7 @@ from registry.model.identifiers import handle_key
 from registry.secrets import KEY_FILE as SEALING_KEY
 from registry.secrets import Sealer
 from registry.service import Registry
+from registry.sessions import Sessions
 from registry.signer import RecordSigner
 from registry.signing.keys import KeyFileError
 from registry.store.base import SharedStore, Store, StoreDamaged
@@ -48,6 +49,7 @@ class Node:
     forwarding: Forwarding
     metrics: list[MetricsSource] = field(default_factory=list)
     telemetry: Telemetry = field(default_factory=Telemetry)  # requests and store latency
+    sessions: Sessions = field(default_factory=Sessions)  # Handle public-key logins (HTTP)
 
     @classmethod
     async def open(cls, config: Config, *, create_keys: bool = False, serving: bool = True) -> Node:

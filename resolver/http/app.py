@@ -15,7 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from resolver.config import Config
-from resolver.http import api, audit, health, metrics, proxy
+from resolver.http import api, audit, health, metrics, proxy, sessionsapi
 from resolver.http.keys import NODE
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
@@ -49,6 +49,8 @@ OPERATIONS: dict[Handler, str] = {
     audit.audit_entries: "audit",
     api.get_site: "site",
     api.reverse_lookup: "reverse_lookup",
+    sessionsapi.create_session: "session",
+    sessionsapi.this_session: "session",
     metrics.metrics: "metrics",
     health.healthz: "health",
     health.readyz: "health",
@@ -91,6 +93,9 @@ def make_app(config: Config, node: Node) -> web.Application:
     route(("GET", "HEAD"), "/readyz", health.readyz)
     route(("GET", "HEAD"), "/hrls/handles", api.reverse_lookup)
     route(("GET", "HEAD"), "/hrls/handles/", api.reverse_lookup)
+    route(("POST",), "/api/sessions", sessionsapi.create_session)
+    route(("POST",), "/api/sessions/", sessionsapi.create_session)
+    route(("GET", "HEAD", "PUT", "POST", "DELETE"), "/api/sessions/this", sessionsapi.this_session)
     route(("*",), "/api" + TAIL, api.unknown_api)
     route(("GET", "HEAD"), "/", proxy.landing)
     route(("GET", "HEAD"), "/resolve", proxy.resolve_form)

@@ -1,6 +1,8 @@
-"""HTTP Basic authentication of Handle identities: the header read here, the attempt
-judged by the node's throttle and authenticator (:meth:`registry.auth.FailureThrottle.attempt`,
-shared with every protocol that authenticates).
+"""HTTP authentication of Handle identities: Basic read here, the ``Handle`` scheme (a
+signature by an HS_PUBKEY's key, then a session) in :mod:`resolver.http.handlelogin`; every
+attempt judged by the node's throttle and authenticator
+(:meth:`registry.auth.FailureThrottle.attempt`, shared with every protocol that
+authenticates).
 
 The user name is the percent-encoded identity ``index:handle`` (``300%3A0.NA%2F88.118.8``);
 the password is the HS_SECKEY secret. Credentials are honoured over TLS, and over plain HTTP
@@ -21,6 +23,8 @@ from registry.auth import parse_identity
 from registry.authz import Principal
 from registry.errors import CREDENTIALS_NEED_TLS, AuthenticationNeeded, UnsupportedAuthScheme
 from registry.model.admin import AdminRef
+from resolver.http.handleauth import SCHEME
+from resolver.http.handlelogin import handle_principal
 from resolver.node import Node
 
 
@@ -56,6 +60,8 @@ async def principal(request: web.Request, node: Node, *, required: bool) -> Prin
             )
         return None
     scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() == SCHEME:
+        return await handle_principal(request, node, header, required=required)
     if scheme.lower() != "basic":
         raise UnsupportedAuthScheme()
     identity: AdminRef | None

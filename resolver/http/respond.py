@@ -3,10 +3,8 @@ responses, and where every request but a resolution is counted and timed for ``/
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any, TypeVar
@@ -27,7 +25,9 @@ from registry.errors import (
     protocol_outcome,
 )
 from registry.model.jsonapi import error_json
-from resolver.http.keys import ECHO, NODE
+from registry.sessions import Session
+from resolver.http import handleauth
+from resolver.http.keys import CHALLENGE, ECHO, NODE
 from resolver.http.observe import adopt_incoming, echo_request_id, response_code
 
 log = logging.getLogger("idnode.http")
@@ -66,41 +66,47 @@ def json_response(
     )
 
 
-def _challenge() -> str:
-    # A fresh nonce for the public-key challenge-response that Handle clients may attempt.
-    nonce = base64.b64encode(os.urandom(16)).decode("ascii")
-    session = base64.urlsafe_b64encode(os.urandom(12)).decode("ascii").rstrip("=")
-    return f'Handle sessionId="{session}", nonce="{nonce}"'
-
-
-def auth_headers(basic: bool = True, error: str | None = None) -> list[tuple[str, str]]:
+def auth_headers(
+    challenge: Session | None, basic: bool = True, error: str | None = None
+) -> list[tuple[str, str]]:
+    """The ``WWW-Authenticate`` headers of a 401: Basic (unless the client spoke another
+    scheme) and the Handle scheme's challenge in ``challenge`` (a session of the node's
+    table: its nonce is the one a signature must answer)."""
     out = []
     if basic:
         out.append(("WWW-Authenticate", 'Basic realm="handle"'))
-    challenge = _challenge()
-    if error:
-        challenge += f', error="{error}"'
-    out.append(("WWW-Authenticate", challenge))
+    if challenge is not None:
+        out.append(("WWW-Authenticate", handleauth.challenge(challenge.id, challenge.nonce, error)))
     return out
 
 
-def error_response(exc: HandleError, handle: str | None) -> web.Response:
-    """The HTTP answer for ``exc``: ``{"responseCode":N[,"message":M][,"handle":H]}``."""
+def error_response(
+    exc: HandleError, handle: str | None, challenge: Session | None = None, basic: bool = True
+) -> web.Response:
+    """The HTTP answer for ``exc``: ``{"responseCode":N[,"message":M][,"handle":H]}``; a 401
+    invites a Handle-scheme signature in ``challenge``, and Basic credentials if ``basic``."""
     if isinstance(exc, AuthenticationFailed):
         # Wrong credentials: 401 (the table's row for them) with no body, as Handle clients
         # expect.
         resp = web.Response(status=exc.status)
-        basic = not isinstance(exc, UnsupportedAuthScheme)
-        for k, v in auth_headers(basic=basic, error=exc.message):
+        basic = basic and not isinstance(exc, UnsupportedAuthScheme)
+        for k, v in auth_headers(challenge, basic=basic, error=exc.message):
             resp.headers.add(k, v)
         return resp
     resp = json_response(error_json(exc, handle), exc.status)
     if isinstance(exc, AuthenticationNeeded) and exc.status == 401:
-        for k, v in auth_headers():
+        for k, v in auth_headers(challenge, basic=basic):
             resp.headers.add(k, v)
     if isinstance(exc, Throttled):
         resp.headers["Retry-After"] = str(exc.retry_after)
     return resp
+
+
+def _challenge_for(request: web.Request, exc: HandleError) -> Session | None:
+    """The session a 401 for ``exc`` challenges in: the one the request named, else new."""
+    if not isinstance(exc, AuthenticationFailed | AuthenticationNeeded) or exc.status != 401:
+        return None
+    return request.get(CHALLENGE) or request.app[NODE].sessions.challenge()
 
 
 def failure(request: web.Request, exc: Exception) -> web.StreamResponse:
@@ -108,7 +114,10 @@ def failure(request: web.Request, exc: Exception) -> web.StreamResponse:
     aiohttp's HTTP errors as JSON under ``/api``, never a traceback. Other HTTP exceptions
     (redirects, errors outside ``/api``) are raised again for aiohttp to send."""
     if isinstance(exc, HandleError):
-        return cors(request, error_response(exc, request.get(ECHO)))
+        challenge = _challenge_for(request, exc)
+        # As the reference: a client that sent another scheme is not offered Basic.
+        basic = request.headers.get("Authorization", "basic").lstrip().lower().startswith("basic")
+        return cors(request, error_response(exc, request.get(ECHO), challenge, basic))
     if isinstance(exc, web.HTTPException):
         if request.path.startswith("/api") and exc.status >= 400:
             error = ProtocolError(exc.reason, outcome=protocol_outcome(exc.status))
