@@ -19,15 +19,17 @@ from registry.auth import Authenticator
 from registry.authz import Principal
 from registry.bulk import BulkSpec, Prepared
 from registry.cache.records import RecordCache
-from registry.errors import HandleNotFound, NotResponsible
+from registry.errors import HandleNotFound, NotResponsible, ServerBusy
 from registry.model.identifiers import Identifier, handle_key, is_within, served_prefix
 from registry.model.values import Value, check_unique
+from registry.prefixstates import PrefixStates
 from registry.reporting import reports_for
 from registry.secrets import Sealer
 from registry.signer import RecordSigner
 from registry.store.base import Change, Delete, Mutation, Put, PutEncoded, Record, Store
 from registry.writes import edits, imports, keys
 from registry.writes.edits import WriteResult
+from registry.writes.guard import NeedKeys, check_changes, template_keys
 from registry.writes.imports import ImportResult
 from registry.writes.values import Preparer
 
@@ -54,7 +56,11 @@ class Registry:
         self.records = records
         self.sealer = sealer
         self.prep = Preparer(sealer, signer)
+        self.homed = tuple(homed)
         self.homed_keys = tuple(handle_key(p) for p in homed)
+        # Templates are node-wide, published under the node's first prefix.
+        self.templates_home = self.homed[0] if self.homed else ""
+        self.states = PrefixStates(records, self.homed)
         self._homed: dict[str, bool] = {}
         self.clock = clock
         self.write_hooks: list[WriteHook] = [records.invalidate]
@@ -103,24 +109,51 @@ class Registry:
             return None
         return await self.authenticator.with_groups(who, await self.authority(ident))
 
-    async def _write(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
+    async def _write(
+        self,
+        keys: Sequence[str],
+        mutation: Mutation[R],
+        values: Sequence[Value] = (),
+        *,
+        guarded: bool = True,
+    ) -> R:
         """``store.transact`` with the write's reports (outbox items, statistics) added to
         its changes, so they commit or roll back together; then the write hooks (cache
         invalidation) for the records changed. A mutation that changes nothing reports
-        nothing and notifies nobody."""
+        nothing and notifies nobody. A ``guarded`` write (every client's) is refused for a
+        prefix that is not active and checked against templates (:mod:`registry.writes.guard`;
+        ``values``: the values written, whose templates are read up front)."""
         touched: list[str] = []
+        extra_keys: set[str] = set()
+        if guarded:
+            extra_keys |= set(self.states.keys) | template_keys(self.templates_home, values)
 
         def reported(records: Mapping[str, Record]) -> tuple[Sequence[Change], R]:
             changes, result = mutation(records)
+            if guarded:
+                check_changes(records, changes, read, self.states.keys, self.templates_home)
             written = (c.key for c in changes if isinstance(c, Put | PutEncoded | Delete))
             touched[:] = dict.fromkeys(written)
             extra = reports_for(records, changes, self.homed_keys, self._now(), self.stats_seconds)
             return [*changes, *extra], result
 
-        result = await self.store.transact(keys, reported)
+        for _ in range(3):
+            read = {*keys, *extra_keys}
+            try:
+                result = await self.store.transact(sorted(read), reported)
+                break
+            except NeedKeys as more:
+                extra_keys |= more.keys
+        else:  # the templates declared changed under each attempt: unlikely, not wrong
+            raise ServerBusy("the record's template kept changing; try again")
         if touched:
             await self._notify(touched)
         return result
+
+    async def transact(self, keys: Sequence[str], mutation: Mutation[R]) -> R:
+        """A node-internal write (the lifecycle, templates): reported and notified as every
+        write, not guarded (it may change what a client may not)."""
+        return await self._write(keys, mutation, guarded=False)
 
     async def _notify(self, keys: Sequence[str]) -> None:
         for hook in self.write_hooks:
@@ -142,7 +175,7 @@ class Registry:
         values = self.prep.client(ident.key, values)
         who = await self._principal(ident, who)
         mutate = edits.put_record(ident, values, overwrite, who, self._now(), self.prep)
-        return await self._write(authz.authority_keys(ident), mutate)
+        return await self._write(authz.authority_keys(ident), mutate, values)
 
     async def put_values(
         self,
@@ -158,7 +191,7 @@ class Registry:
         values = self.prep.client(ident.key, values)
         who = await self._principal(ident, who)
         mutate = edits.put_values(ident, values, overwrite, who, self._now(), self.prep)
-        return await self._write(authz.authority_keys(ident), mutate)
+        return await self._write(authz.authority_keys(ident), mutate, values)
 
     async def delete_record(self, ident: Identifier, who: Principal | None = None) -> None:
         if not self.is_homed(ident):
@@ -196,7 +229,10 @@ class Registry:
         for ident, _ in items:
             keys_read.update(authz.authority_keys(ident))
         mutate = imports.import_records(items, self._now(), self.prep)
-        return await self._write(sorted(keys_read), mutate)
+        written = [v for _, values in items for v in values]
+        positions = {ident.key: n for n, (ident, _) in enumerate(items)}
+        with imports.item_errors(positions):
+            return await self._write(sorted(keys_read), mutate, written)
 
     def bulk_spec(self) -> BulkSpec:
         """What :mod:`registry.bulk` needs to prepare import batches as this registry writes
@@ -221,7 +257,8 @@ class Registry:
         ahead = batch.issuer == current  # else the key was rotated since: sign again here
         keys_read, prefix_keys = imports.prepared_keys(batch)
         mutate = imports.import_prepared(batch, ahead, prefix_keys, self.prep)
-        return await self._write(keys_read, mutate)
+        with imports.item_errors({item.key: n for n, item in enumerate(batch.items)}):
+            return await self._write(keys_read, mutate)
 
     # ------------------------------------------------------------ the node's keys
 

@@ -27,6 +27,7 @@ from registry.model import admin as adm
 from registry.model.filters import MAX_FILTERS, ValueFilter
 from registry.model.identifiers import NA_PREFIX, Identifier, parse, prefix_handle
 from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
+from registry.prefixstates import raise_blocked
 from registry.service import Registry
 from resolver.forward.base import Forwarder, Home
 
@@ -151,6 +152,9 @@ class Resolver:
         ident = self._homed.get(handle)
         if ident is None:
             return None
+        states = self.registry.states  # a prefix not active answers from the core
+        if not states.current() or (states.blocked and states.state_of(ident.prefix_key)):
+            return None
         entry = self.registry.records.peek(ident.key)
         if entry is None or not entry.found:
             return None
@@ -189,6 +193,11 @@ class Resolver:
             if len(homed) >= _HOMED_MEMO:  # bounded: clients choose what they ask
                 homed.clear()
             homed[query.handle] = ident
+        states = self.registry.states
+        if not states.current():
+            await states.refresh()
+        if states.blocked and not ident.is_prefix_handle:
+            raise_blocked(ident.prefix, states.state_of(ident.prefix_key))
         hits = self.hits
         hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
         records = self.registry.records

@@ -4,11 +4,18 @@ included), so a batch retried after a timeout counts as success."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from registry.bulk import Prepared
-from registry.errors import HandleError, NotResponsible
+from registry.errors import (
+    HandleError,
+    HandleNotFound,
+    NotResponsible,
+    PrefixSuspended,
+    TemplateViolation,
+)
 from registry.model.identifiers import Identifier, handle_key, prefix_handle
 from registry.model.values import Value
 from registry.store.base import Change, Encoded, Mutation, Put, PutEncoded, Record
@@ -32,6 +39,20 @@ class ImportItemError(HandleError):
         self.position = position
         self.error = error
         self.response_code = error.response_code
+
+
+@contextlib.contextmanager
+def item_errors(positions: Mapping[str, int]) -> Iterator[None]:
+    """Tell a record the write guard refused (:mod:`registry.writes.guard`) as the failing
+    item of the batch, by its position (``positions``: key -> position)."""
+    try:
+        yield
+    except (TemplateViolation, PrefixSuspended, HandleNotFound) as exc:
+        if isinstance(exc, ImportItemError):
+            raise
+        handle = getattr(exc, "handle", None)
+        position = positions.get(handle_key(handle), 0) if isinstance(handle, str) else 0
+        raise ImportItemError(position, exc) from None
 
 
 def import_one(
