@@ -367,7 +367,7 @@ async def reverse_lookup(request: web.Request) -> web.Response:
     return json_response(await node.listings.reverse_lookup(vtype, pattern, who, limit))
 
 
-KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles"}
+KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles", "/api/enterprises", "/api/templates"}
 
 
 async def unknown_api(request: web.Request) -> web.Response:
