@@ -29,7 +29,7 @@ from registry.store.factory import (
     redact_location,
     without_password,
 )
-from resolver import __version__, keycmds, statuscmd
+from resolver import __version__, keycmds, lifecyclecmds, statuscmd
 from resolver.cliutil import data_dir, non_negative_int, opened_node, positive_int, store_flag
 from resolver.config import Config, ConfigError, load, store_location, write_initial
 from resolver.dns.command import add_parser as add_dns_name_parser
@@ -539,7 +539,7 @@ def parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="prefix_command", required=True, metavar="ACTION")
     pc = psub.add_parser(
         "create",
-        help="allocate an enterprise prefix",
+        help="allocate an enterprise prefix (active at once)",
         description="Create 0.NA/PREFIX with its own admin (300:0.NA/PREFIX) and secret.",
     )
     _data_arg(pc)
@@ -589,6 +589,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_demo)
 
     keycmds.add_parsers(sub, _data_arg)
+    lifecyclecmds.add_parsers(sub, _data_arg)  # `idnode enterprise`, `idnode template`
     statuscmd.add_parser(sub, _data_arg)  # `idnode status`: a serving node's readiness
     add_dns_name_parser(sub)  # `idnode dns-name`: handle <-> DNS name (resolver/dns/)
     add_migrate_parser(sub)  # `idnode migrate`: copy the registry between stores
