@@ -10,6 +10,9 @@ import pytest
 
 from registry.model.pubkey import pubkey_to_jwk
 from registry.model.values import HS_PUBKEY
+from resolver.native import client as native_client
+from resolver.native.listener import start_native
+from resolver.native.messages import ErrorResponse
 from tests.conftest import (
     ENT8_ADMIN,
     JSON,
@@ -302,3 +305,29 @@ async def test_a_public_key_application(server: Server) -> None:
     assert record is not None
     (pub,) = [v for v in record.values if v.index == 300]
     assert pub.type == HS_PUBKEY and pubkey_to_jwk(pub.data) == jwk
+
+
+async def test_a_suspended_prefix_over_the_native_protocol(server: Server) -> None:
+    """The native listener shares the core: its hot path (replies precomputed from the cache
+    entry) must not answer for a prefix suspended since."""
+    await approved(server)
+    assert (await put_item(server, f"{NEW}/a", NEW_ADMIN))[0] == 201
+    listener = await start_native(server.node, "127.0.0.1", 0)
+    host, port = listener.address
+    try:
+        for _ in range(2):  # the second from the hot path
+            reply = await native_client.resolve(host, port, f"{NEW}/a")
+            assert reply.header.response_code == 1
+        assert (await act(server, NEW, "suspend", "audit"))[0] == 200
+        for tcp in (False, True, False):
+            reply = await native_client.resolve(host, port, f"{NEW}/a", tcp=tcp)
+            assert reply.header.response_code == 2
+            assert isinstance(reply.body, ErrorResponse)
+            assert reply.body.message == f"prefix {NEW} is suspended"
+        assert (await act(server, NEW, "reactivate"))[0] == 200
+        assert (await native_client.resolve(host, port, f"{NEW}/a")).header.response_code == 1
+        assert (await act(server, NEW, "withdraw", "gone"))[0] == 200
+        reply = await native_client.resolve(host, port, f"{NEW}/a")
+        assert reply.header.response_code == 100
+    finally:
+        await listener.close()
