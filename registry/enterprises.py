@@ -14,8 +14,9 @@ from registry.errors import (
     ProtocolError,
 )
 from registry.model import enterprise as ent
-from registry.model.identifiers import handle_key, is_within
+from registry.model.identifiers import NA_PREFIX, handle_key, is_within
 from registry.service import Registry
+from registry.store.base import records_starting
 from registry.writes import lifecycle
 from registry.writes.lifecycle import Place
 
@@ -107,22 +108,14 @@ class Enterprises:
         home_key = handle_key(home)
         start = handle_key(ent.record_handle(home, ""))
         found: dict[str, ent.Enterprise] = {}
-        after = start
-        while True:
-            rows = await store.iter_handles(home_key, after, 500)
-            rows = [(k, h) for k, h in rows if k.startswith(start)]
-            if not rows:
-                break
-            records = await store.get_many([k for k, _ in rows])
-            for record in records.values():
-                try:
-                    e = ent.from_values(record.values)
-                except InvalidValue:
-                    continue  # a damaged record: shown by no listing, fixed by no action
-                if e is not None:
-                    found[handle_key(e.prefix)] = e
-            after = rows[-1][0]
-        _, prefix_handles = await store.list_handles("0.NA")
+        async for record in records_starting(store, home_key, start):
+            try:
+                e = ent.from_values(record.values)
+            except InvalidValue:
+                continue  # a damaged record: shown by no listing, fixed by no action
+            if e is not None:
+                found[handle_key(e.prefix)] = e
+        _, prefix_handles = await store.list_handles(NA_PREFIX)
         for handle in prefix_handles:
             prefix = handle.split("/", 1)[1]
             key = handle_key(prefix)

@@ -17,7 +17,7 @@ from registry.model import templates as tpl
 from registry.model.identifiers import handle_key, parse
 from registry.model.values import MAX_VALUES, stamped
 from registry.service import Registry
-from registry.store.base import Change, Mutation, Put, Record
+from registry.store.base import Change, Mutation, Put, Record, records_starting
 
 
 class Templates:
@@ -73,21 +73,10 @@ class Templates:
 
     async def list_all(self) -> list[tpl.Template]:
         """The newest version of every template."""
-        store = self.registry.store
-        home_key = handle_key(self.home)
         start = handle_key(tpl.record_handle(self.home, ""))
         out: list[tpl.Template] = []
-        after = start
-        while True:
-            rows = [
-                r for r in await store.iter_handles(home_key, after, 500) if r[0].startswith(start)
-            ]
-            if not rows:
-                return out
-            records = await store.get_many([k for k, _ in rows])
-            for key, _ in rows:
-                record = records.get(key)
-                held = tpl.versions(record.values) if record is not None else {}
-                if held:
-                    out.append(held[max(held)])
-            after = rows[-1][0]
+        async for record in records_starting(self.registry.store, handle_key(self.home), start):
+            held = tpl.versions(record.values)
+            if held:
+                out.append(held[max(held)])
+        return out
