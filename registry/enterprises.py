@@ -14,7 +14,7 @@ from registry.errors import (
     ProtocolError,
 )
 from registry.model import enterprise as ent
-from registry.model.identifiers import NA_PREFIX, handle_key, is_within
+from registry.model.identifiers import NA_PREFIX, check_prefix, handle_key, is_within
 from registry.service import Registry
 from registry.store.base import records_starting
 from registry.writes import lifecycle
@@ -27,6 +27,7 @@ class Enterprises:
 
     def place(self, prefix: str) -> Place:
         """Where ``prefix`` lives: under which of the node's prefixes (strictly)."""
+        check_prefix(prefix)
         key = handle_key(prefix)
         for home, home_key in zip(self.registry.homed, self.registry.homed_keys, strict=True):
             if key != home_key and is_within(key, home_key):

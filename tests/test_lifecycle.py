@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import dns.rdatatype
 import pytest
 
 from registry.model.pubkey import pubkey_to_jwk
@@ -21,6 +25,7 @@ from tests.conftest import (
     basic,
     identity,
 )
+from tests.test_dns_server import NAMES, listening
 
 NEW = "88.118.20"
 NEW_SECRET = "a-long-enough-secret"
@@ -136,8 +141,9 @@ async def test_suspend_reactivate_withdraw_over_resolution_and_writes(server: Se
         "handle": f"{NEW}/a",
     }
     assert (await resolve(server, f"{NEW}/a"))[0] == 403  # and again (no stale hot answer)
-    status, body = await put_item(server, f"{NEW}/b", NEW_ADMIN)
-    assert (status, body["message"]) == (403, f"prefix {NEW} is suspended")
+    for suffix in ("b", "ENTERPRISE.x", "TEMPLATE.x"):  # no suffix is exempt
+        status, body = await put_item(server, f"{NEW}/{suffix}", NEW_ADMIN)
+        assert (status, body["message"]) == (403, f"prefix {NEW} is suspended")
     async with server.session.delete(server.api(f"{NEW}/a"), headers=NEW_ADMIN) as r:
         assert r.status == 403
     # The prefix handle itself still resolves (it is the node's record of the allocation).
@@ -331,3 +337,26 @@ async def test_a_suspended_prefix_over_the_native_protocol(server: Server) -> No
         assert reply.header.response_code == 100
     finally:
         await listener.close()
+
+
+async def test_a_suspended_prefix_over_dns(server: Server) -> None:
+    """DNS answers from the same core: REFUSED while suspended (the table's row), the URI
+    record again once reactivated, NXDOMAIN once withdrawn."""
+    await approved(server)
+    assert (await put_item(server, f"{NEW}/a", NEW_ADMIN))[0] == 201
+    name = NAMES.to_name(f"{NEW}/a")
+
+    async def ask() -> dns.message.Message:
+        q = dns.message.make_query(name, dns.rdatatype.URI)
+        return await dns.asyncquery.udp(q, "127.0.0.1", timeout=10, port=listener.port)
+
+    async with listening(server.node) as listener:
+        for _ in range(2):  # the second from the cached entry
+            assert (await ask()).rcode() == dns.rcode.NOERROR
+        assert (await act(server, NEW, "suspend", "audit"))[0] == 200
+        assert (await ask()).rcode() == dns.rcode.REFUSED
+        assert (await act(server, NEW, "reactivate"))[0] == 200
+        reply = await ask()
+        assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+        assert (await act(server, NEW, "withdraw", "gone"))[0] == 200
+        assert (await ask()).rcode() == dns.rcode.NXDOMAIN

@@ -74,11 +74,6 @@ def states_handle(home: str) -> str:
     return f"{home}/{STATES_SUFFIX}"
 
 
-def is_reserved(key: str) -> bool:
-    """A record the lifecycle keeps (an enterprise or a home's states), by its key."""
-    return key.partition("/")[2].startswith(_RECORD_PREFIX)
-
-
 @dataclass(frozen=True, slots=True)
 class Credential:
     """The enterprise admin's credential: a secret (sealed: never held in clear here) or

@@ -71,8 +71,6 @@ def check_changes(
         if not isinstance(change, Put | PutEncoded | Delete):
             continue
         key = change.key
-        if ent.is_reserved(key):
-            continue
         record: Record | None = None
         if isinstance(change, Put):
             record = change.record
