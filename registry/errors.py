@@ -314,6 +314,15 @@ class PrefixSuspended(HandleError):
 
     def __init__(self, prefix: str) -> None:
         super().__init__(f"prefix {prefix} is suspended")
+        self.prefix = prefix
+
+
+class PrefixWithdrawn(HandleNotFound):
+    """An identifier of a withdrawn enterprise prefix: it is gone for good."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(f"prefix {prefix} is withdrawn")
+        self.prefix = prefix
 
 
 class WrongState(HandleError):

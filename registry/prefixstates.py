@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 
 from registry.cache.records import RecordCache
-from registry.errors import HandleNotFound, PrefixSuspended
+from registry.errors import PrefixSuspended, PrefixWithdrawn
 from registry.model import enterprise as ent
 from registry.model.identifiers import Identifier, handle_key
 from registry.store.base import Record
@@ -95,4 +95,4 @@ def raise_blocked(prefix: str, state: str | None) -> None:
     if state == ent.SUSPENDED:
         raise PrefixSuspended(prefix)
     if state == ent.WITHDRAWN:
-        raise HandleNotFound(f"prefix {prefix} is withdrawn")
+        raise PrefixWithdrawn(prefix)

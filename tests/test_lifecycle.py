@@ -17,6 +17,7 @@ from registry.model.values import HS_PUBKEY
 from resolver.native import client as native_client
 from resolver.native.listener import start_native
 from resolver.native.messages import ErrorResponse
+from resolver.transfer import ImportLineError, import_lines
 from tests.conftest import (
     ENT8_ADMIN,
     JSON,
@@ -360,3 +361,18 @@ async def test_a_suspended_prefix_over_dns(server: Server) -> None:
         assert reply.rcode() == dns.rcode.NOERROR and reply.answer
         assert (await act(server, NEW, "withdraw", "gone"))[0] == 200
         assert (await ask()).rcode() == dns.rcode.NXDOMAIN
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+async def test_imports_into_a_suspended_prefix_stop_at_its_first_line(
+    server: Server, workers: int
+) -> None:
+    await approved(server)
+    assert (await act(server, NEW, "suspend", "audit"))[0] == 200
+    url = [{"index": 1, "type": "URL", "data": "https://example.org/"}]
+    lines = [
+        json.dumps({"handle": h, "values": url}) for h in ("88.118.8/i1", f"{NEW}/i2", f"{NEW}/i3")
+    ]
+    with pytest.raises(ImportLineError, match=f"^line 2: prefix {NEW} is suspended"):
+        await import_lines(server.node.registry, lines, batch=10, workers=workers)
+    assert await server.node.store.get("88.118.8/I1") is None  # nothing of the batch
