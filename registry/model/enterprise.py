@@ -147,10 +147,17 @@ class Enterprise:
         )
 
 
+_PAST = {
+    "approve": "approved",
+    "reject": "rejected",
+    "suspend": "suspended",
+    "reactivate": "reactivated",
+    "withdraw": "withdrawn",
+}
+
+
 def past(action: str) -> str:
-    return {"approve": "approved", "reject": "rejected", "suspend": "suspended"}.get(
-        action, action + "d" if action.endswith("e") else action + "n"
-    )
+    return _PAST[action]
 
 
 def encode(ent: Enterprise) -> bytes:
