@@ -106,6 +106,12 @@ UNKNOWN_METHOD = Outcome("unknown method", RC_PROTOCOL_ERROR, 501, NOTIMP)
 BODY_TIMEOUT = Outcome("body not received in time", RC_PROTOCOL_ERROR, 408, FORMERR)
 BODY_TOO_LARGE = Outcome("body too large", RC_PROTOCOL_ERROR, 413, FORMERR)
 HEADER_TOO_LONG = Outcome("header too long", RC_PROTOCOL_ERROR, 431, FORMERR)
+# The enterprise prefix lifecycle (registry/model/enterprise.py). A suspended prefix's
+# identifiers exist but may not be served: a plain error (2) that Handle clients show with its
+# message, HTTP 403 (refused, not missing) and DNS REFUSED. A lifecycle action its state does
+# not allow is a conflict with that state, 409. (A withdrawn prefix's are HANDLE_NOT_FOUND.)
+PREFIX_SUSPENDED = Outcome("prefix suspended", RC_ERROR, 403, REFUSED)
+WRONG_STATE = Outcome("wrong lifecycle state", RC_ERROR, 409, REFUSED)
 
 OUTCOMES: tuple[Outcome, ...] = (
     SUCCESS,
@@ -145,6 +151,8 @@ OUTCOMES: tuple[Outcome, ...] = (
     BODY_TIMEOUT,
     BODY_TOO_LARGE,
     HEADER_TOO_LONG,
+    PREFIX_SUSPENDED,
+    WRONG_STATE,
 )
 
 # The row of each responseCode: the first with that code (results, then failures).
@@ -305,3 +313,45 @@ class RemoteError(HandleError):
     def __init__(self, response_code: int, message: str | None) -> None:
         self.response_code = response_code
         super().__init__(message)
+
+
+class PrefixSuspended(HandleError):
+    """An identifier of a suspended enterprise prefix: neither resolved nor written."""
+
+    response_code = RC_ERROR
+    _outcome = PREFIX_SUSPENDED
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(f"prefix {prefix} is suspended")
+        self.prefix = prefix
+
+
+class PrefixWithdrawn(HandleNotFound):
+    """An identifier of a withdrawn enterprise prefix: it is gone for good."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(f"prefix {prefix} is withdrawn")
+        self.prefix = prefix
+
+
+class WrongState(HandleError):
+    """A lifecycle action the enterprise's current state does not allow."""
+
+    response_code = RC_ERROR
+    _outcome = WRONG_STATE
+
+
+class TemplateViolation(InvalidValue):
+    """A record that does not follow the template it declares: ``errors`` names each field
+    at fault (``{"type", "index", "message"}``); ``handle`` is the record's."""
+
+    def __init__(self, handle: str, template: str, errors: list[dict[str, object]]) -> None:
+        said = "; ".join(
+            f"{e['type']}"
+            + (f" (index {e['index']})" if e.get("index") is not None else "")
+            + f": {e['message']}"
+            for e in errors[:10]
+        )
+        super().__init__(f"{handle} does not follow template {template}: {said}"[:1000])
+        self.handle = handle
+        self.errors = errors

@@ -36,6 +36,7 @@ from registry.errors import (
     HandleNotFound,
     InsufficientPermissions,
     NotResponsible,
+    ServerBusy,
     ValuesNotFound,
 )
 from registry.model import admin as adm
@@ -49,12 +50,14 @@ from registry.model.identifiers import (
     served_prefix,
 )
 from registry.model.values import Value, check_unique
+from registry.prefixstates import PrefixStates
 from registry.reporting import reports_for
 from registry.secrets import Sealer
 from registry.signer import RecordSigner
 from registry.store.base import Change, Delete, Mutation, Put, PutEncoded, Record, Store
 from registry.writes import edits, imports, keys
 from registry.writes.edits import WriteResult
+from registry.writes.guard import NeedKeys, check_changes, template_keys
 from registry.writes.imports import ImportResult
 from registry.writes.values import Preparer
 
@@ -83,7 +86,11 @@ class Registry:
         self.records = records
         self.sealer = sealer
         self.prep = Preparer(sealer, signer)
+        self.homed = tuple(homed)
         self.homed_keys = tuple(handle_key(p) for p in homed)
+        # Templates are node-wide, published under the node's first prefix.
+        self.templates_home = self.homed[0] if self.homed else ""
+        self.states = PrefixStates(records, self.homed)
         self._homed: dict[str, bool] = {}
         self.clock = clock
         self.write_hooks: list[WriteHook] = [records.invalidate]
@@ -171,10 +178,12 @@ class Registry:
         keys: Sequence[str],
         mutation: Mutation[R],
         ctx: Context,
+        values: Sequence[Value] = (),
         *,
         action: str | None = None,
         batch: str | None = None,
         report: bool = True,
+        guarded: bool = True,
     ) -> R:
         """``store.transact`` with the write's reports (outbox items, statistics) and audit
         entries added to its changes, so they commit or roll back together; then the write
@@ -183,11 +192,19 @@ class Registry:
         written (``action`` names them, default create/update/delete), or with ``batch``
         one for them all, of that action (:mod:`registry.audit`). A refusal (the caller
         lacks a right) is recorded on its own. ``report`` False: a write of the node's own
-        (re-signing) that the top-level is not told of."""
+        (re-signing) that the top-level is not told of. A ``guarded`` write (every
+        client's) is refused for a prefix that is not active and checked against templates
+        (:mod:`registry.writes.guard`; ``values``: the values written, whose templates are
+        read up front)."""
         touched: list[str] = []
+        extra_keys: set[str] = set()
+        if guarded:
+            extra_keys |= set(self.states.keys) | template_keys(self.templates_home, values)
 
         def reported(records: Mapping[str, Record]) -> tuple[Sequence[Change], R]:
             changes, result = mutation(records)
+            if guarded:
+                check_changes(records, changes, read, self.states.keys, self.templates_home)
             written = (c.key for c in changes if isinstance(c, Put | PutEncoded | Delete))
             touched[:] = dict.fromkeys(written)
             extra = (
@@ -201,11 +218,18 @@ class Registry:
                 audits = record_entries(ctx, records, changes, action)
             return [*changes, *extra, *audits], result
 
-        try:
-            result = await self.store.transact(keys, reported)
-        except InsufficientPermissions as exc:
-            await self.refused(ctx.caller, ctx.identity, keys[0], exc.message or "")
-            raise
+        for _ in range(3):
+            read = {*keys, *extra_keys}
+            try:
+                result = await self.store.transact(sorted(read), reported)
+                break
+            except NeedKeys as more:
+                extra_keys |= more.keys
+            except InsufficientPermissions as exc:
+                await self.refused(ctx.caller, ctx.identity, keys[0], exc.message or "")
+                raise
+        else:  # the templates declared changed under each attempt: unlikely, not wrong
+            raise ServerBusy("the record's template kept changing; try again")
         if touched:
             await self._notify(touched)
         return result
@@ -252,6 +276,20 @@ class Registry:
                 return False
         return bool(self.homed)
 
+    async def transact(
+        self,
+        keys: Sequence[str],
+        mutation: Mutation[R],
+        who: Principal | None = None,
+        caller: Caller = OPERATOR,
+        action: str | None = None,
+    ) -> R:
+        """A node-internal write (the lifecycle, templates): reported, audited (as
+        ``action``) and notified as every write, not guarded (it may change what a client
+        may not)."""
+        ctx = self.context(caller, who)
+        return await self._write(keys, mutation, ctx, action=action, guarded=False)
+
     async def _notify(self, keys: Sequence[str]) -> None:
         for hook in self.write_hooks:
             await hook(keys)
@@ -273,7 +311,9 @@ class Registry:
         values = self.prep.client(ident.key, values)
         who = await self._principal(ident, who)
         mutate = edits.put_record(ident, values, overwrite, who, self._now(), self.prep)
-        return await self._write(authz.authority_keys(ident), mutate, self.context(caller, who))
+        return await self._write(
+            authz.authority_keys(ident), mutate, self.context(caller, who), values
+        )
 
     async def put_values(
         self,
@@ -290,7 +330,9 @@ class Registry:
         values = self.prep.client(ident.key, values)
         who = await self._principal(ident, who)
         mutate = edits.put_values(ident, values, overwrite, who, self._now(), self.prep)
-        return await self._write(authz.authority_keys(ident), mutate, self.context(caller, who))
+        return await self._write(
+            authz.authority_keys(ident), mutate, self.context(caller, who), values
+        )
 
     async def delete_record(
         self, ident: Identifier, who: Principal | None = None, caller: Caller = OPERATOR
@@ -335,7 +377,12 @@ class Registry:
         for ident, _ in items:
             keys_read.update(authz.authority_keys(ident))
         mutate = imports.import_records(items, self._now(), self.prep)
-        return await self._write(sorted(keys_read), mutate, self.context(caller), batch="import")
+        written = [v for _, values in items for v in values]
+        positions = {ident.key: n for n, (ident, _) in enumerate(items)}
+        with imports.item_errors(positions):
+            return await self._write(
+                sorted(keys_read), mutate, self.context(caller), written, batch="import"
+            )
 
     def bulk_spec(self) -> BulkSpec:
         """What :mod:`registry.bulk` needs to prepare import batches as this registry writes
@@ -360,7 +407,8 @@ class Registry:
         ahead = batch.issuer == current  # else the key was rotated since: sign again here
         keys_read, prefix_keys = imports.prepared_keys(batch)
         mutate = imports.import_prepared(batch, ahead, prefix_keys, self.prep)
-        return await self._write(keys_read, mutate, self.context(caller), batch="import")
+        with imports.item_errors({item.key: n for n, item in enumerate(batch.items)}):
+            return await self._write(keys_read, mutate, self.context(caller), batch="import")
 
     # ------------------------------------------------------------ the node's keys
 
@@ -371,7 +419,9 @@ class Registry:
         self.signer.refresh()
         mutate = keys.resign(self._now(), self.prep)
         ctx = self.context(caller)
-        return await self._write(list(keys_to_sign), mutate, ctx, batch="key.resign", report=False)
+        return await self._write(
+            list(keys_to_sign), mutate, ctx, batch="key.resign", report=False, guarded=False
+        )
 
     async def publish_keys(self, values: Sequence[Value], caller: Caller = OPERATOR) -> None:
         """Put the node's HS_PUBKEY/HS_CERT values into its prefix handle (replacing the
@@ -380,4 +430,4 @@ class Registry:
         self.signer.refresh()
         key = self.signer.key_handle
         mutate = keys.publish_keys(key, values, self._now(), self.prep)
-        await self._write([key], mutate, self.context(caller), action="key.publish")
+        await self._write([key], mutate, self.context(caller), action="key.publish", guarded=False)

@@ -29,7 +29,7 @@ from registry.store.factory import (
     redact_location,
     without_password,
 )
-from resolver import __version__, admincmd, auditcmd, keycmds, remotecmds, statuscmd
+from resolver import __version__, admincmd, auditcmd, keycmds, lifecyclecmds, remotecmds, statuscmd
 from resolver.cliutil import (
     data_dir,
     non_negative_int,
@@ -545,7 +545,7 @@ def parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="prefix_command", required=True, metavar="ACTION")
     pc = psub.add_parser(
         "create",
-        help="allocate an enterprise prefix",
+        help="allocate an enterprise prefix (active at once)",
         description="Create 0.NA/PREFIX with its own admin (300:0.NA/PREFIX) and secret.",
     )
     _data_arg(pc)
@@ -595,6 +595,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_demo)
 
     keycmds.add_parsers(sub, _data_arg)
+    lifecyclecmds.add_parsers(sub, _data_arg)  # `idnode enterprise`, `idnode template`
     statuscmd.add_parser(sub, _data_arg)  # `idnode status`: a serving node's readiness
     auditcmd.add_parsers(sub, _data_arg)  # `idnode audit`: list, export, verify
     add_dns_name_parser(sub)  # `idnode dns-name`: handle <-> DNS name (resolver/dns/)

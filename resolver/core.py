@@ -27,6 +27,7 @@ from registry.model import admin as adm
 from registry.model.filters import MAX_FILTERS, ValueFilter
 from registry.model.identifiers import NA_PREFIX, Identifier, parse, prefix_handle
 from registry.model.values import HS_SECKEY, PERM_ADMIN_READ, Value, type_key
+from registry.prefixstates import raise_blocked
 from registry.service import Registry
 from resolver.forward.base import Forwarder, Home
 
@@ -157,6 +158,9 @@ class Resolver:
         ident = self._homed.get(handle)
         if ident is None:
             return None
+        states = self.registry.states  # a prefix not active answers from the core
+        if not states.current() or (states.blocked and states.state_of(ident.prefix_key)):
+            return None
         entry = self.registry.records.peek(ident.key)
         if entry is None or not entry.found:
             return None
@@ -175,6 +179,9 @@ class Resolver:
         no write since and not expired (in the in-process tier or not) — counting the
         resolution as :meth:`cached` does when it is."""
         if not self.registry.records.current(entry):
+            return False
+        states = self.registry.states  # a prefix suspended since answers from the core
+        if not states.current() or (states.blocked and states.state_of(prefix_key)):
             return False
         hits = self.hits
         hits[prefix_key] = hits.get(prefix_key, 0) + 1
@@ -211,6 +218,11 @@ class Resolver:
             if len(homed) >= _HOMED_MEMO:  # bounded: clients choose what they ask
                 homed.clear()
             homed[query.handle] = ident
+        states = self.registry.states
+        if not states.current():
+            await states.refresh()
+        if states.blocked and not ident.is_prefix_handle:
+            raise_blocked(ident.prefix, states.state_of(ident.prefix_key))
         hits = self.hits
         hits[ident.prefix_key] = hits.get(ident.prefix_key, 0) + 1
         records = self.registry.records

@@ -14,6 +14,7 @@ from registry.cache.coherence import HostCache
 from registry.cache.generations import GenerationTable
 from registry.cache.records import RecordCache
 from registry.cache.redis_tier import RedisConfigError, RedisTier
+from registry.enterprises import Enterprises
 from registry.keyring import CERT_OFFSET, ROOT_INDEX, Keyring
 from registry.listing import Listings
 from registry.model.identifiers import handle_key
@@ -25,6 +26,7 @@ from registry.signer import RecordSigner
 from registry.signing.keys import KeyFileError
 from registry.store.base import SharedStore, Store, StoreDamaged
 from registry.store.factory import StoreConfigError, open_store
+from registry.templates import Templates
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
 from resolver.forward.link import Forwarding
@@ -50,6 +52,12 @@ class Node:
     metrics: list[MetricsSource] = field(default_factory=list)
     telemetry: Telemetry = field(default_factory=Telemetry)  # requests and store latency
     sessions: Sessions = field(default_factory=Sessions)  # Handle public-key logins (HTTP)
+    enterprises: Enterprises = field(init=False)  # the enterprise prefix lifecycle
+    templates: Templates = field(init=False)  # metadata templates
+
+    def __post_init__(self) -> None:
+        self.enterprises = Enterprises(self.registry)
+        self.templates = Templates(self.registry)
 
     @classmethod
     async def open(cls, config: Config, *, create_keys: bool = False, serving: bool = True) -> Node:

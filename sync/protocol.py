@@ -19,7 +19,9 @@ Batches (``POST /intake/v1/batches``) carry at most :data:`MAX_BATCH` items; eac
 
 - ``prefix``: ``{"op": "create"|"update"|"delete", "prefix": "88.118.8"}`` — an enterprise
   prefix allocated (or changed, or withdrawn) under the node's prefix, so the top-level routes
-  it to the node;
+  it to the node; ``{"op": "suspend"|"reactivate", "prefix", "reason"}`` — a routed prefix
+  suspended by the node admin (still routed: the node answers that it is suspended) or
+  active again;
 - ``stats``: ``{"prefix", "start", "seconds", "registrations", "updates", "deletions",
   "resolutions"}`` — counts for one prefix over ``[start, start + seconds)``.
 
@@ -48,7 +50,7 @@ MAX_BODY = 1 << 20  # bytes of an intake request body
 MAX_COUNT = 2**63 - 1  # largest stats number (a signed 64-bit integer, as SQL stores it)
 
 ITEM_KINDS = ("prefix", "stats")
-PREFIX_OPS = ("create", "update", "delete")
+PREFIX_OPS = ("create", "update", "delete", "suspend", "reactivate")
 STATS_COUNTS = ("registrations", "updates", "deletions", "resolutions")
 
 # Paths of the intake API (``sync/openapi.yaml`` documents them).

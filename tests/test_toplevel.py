@@ -75,6 +75,7 @@ async def test_register_then_reregister_is_idempotent(tmp_path: Path) -> None:
             "app_id": app,
             "kind": "node",
             "status": "approved",
+            "state": "active",
             "created": 0,
             "updated": 0,
         }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from registry.errors import HandleError, InvalidHandle, ProtocolError
+from registry.errors import HandleError, InvalidHandle, ProtocolError, TemplateViolation
 
 if TYPE_CHECKING:
     from multidict import MultiMapping
@@ -37,6 +37,8 @@ def error_json(exc: HandleError, handle: str | None) -> dict[str, Any]:
         body["message"] = exc.message
     if handle is not None:
         body["handle"] = handle
+    if isinstance(exc, TemplateViolation):
+        body["errors"] = exc.errors
     return body
 
 

@@ -10,7 +10,7 @@ request and every import batch atomic and serialisable without locks in the call
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -330,3 +330,23 @@ def successor(text: str) -> str | None:
             return text[:-1] + chr(code)
         text = text[:-1]
     return None
+
+
+async def records_starting(
+    store: Store, prefix_key: str, start: str, chunk: int = 500
+) -> AsyncIterator[Record]:
+    """The records of prefix ``prefix_key`` whose keys start with ``start`` (a key of that
+    prefix, e.g. ``88.118/TEMPLATE.``), in key order, ``chunk`` at a time (keyset paging)."""
+    after = start
+    while True:
+        rows = [
+            r for r in await store.iter_handles(prefix_key, after, chunk) if r[0].startswith(start)
+        ]
+        if not rows:
+            return
+        found = await store.get_many([k for k, _ in rows])
+        for key, _ in rows:
+            record = found.get(key)
+            if record is not None:
+                yield record
+        after = rows[-1][0]

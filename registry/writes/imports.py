@@ -4,12 +4,19 @@ included), so a batch retried after a timeout counts as success."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from registry.bulk import Prepared
-from registry.errors import HandleError, NotResponsible
-from registry.model.identifiers import Identifier, handle_key, prefix_handle
+from registry.errors import (
+    HandleError,
+    NotResponsible,
+    PrefixSuspended,
+    PrefixWithdrawn,
+    TemplateViolation,
+)
+from registry.model.identifiers import Identifier, handle_key, is_within, prefix_handle
 from registry.model.values import Value
 from registry.store.base import Change, Encoded, Mutation, Put, PutEncoded, Record
 from registry.writes.edits import check_allocated, not_allocated
@@ -32,6 +39,21 @@ class ImportItemError(HandleError):
         self.position = position
         self.error = error
         self.response_code = error.response_code
+
+
+@contextlib.contextmanager
+def item_errors(positions: Mapping[str, int]) -> Iterator[None]:
+    """Tell a record the write guard refused (:mod:`registry.writes.guard`) as the failing
+    item of the batch, by its position (``positions``: key -> position): the record at
+    fault, or the first of a prefix that is not active."""
+    try:
+        yield
+    except TemplateViolation as exc:
+        raise ImportItemError(positions.get(handle_key(exc.handle), 0), exc) from None
+    except (PrefixSuspended, PrefixWithdrawn) as exc:
+        prefix = handle_key(exc.prefix)
+        within = [n for key, n in positions.items() if is_within(key.partition("/")[0], prefix)]
+        raise ImportItemError(min(within, default=0), exc) from None
 
 
 def import_one(

@@ -390,7 +390,15 @@ async def reverse_lookup(request: web.Request) -> web.Response:
     return json_response(await node.listings.reverse_lookup(vtype, pattern, who, limit))
 
 
-KNOWN_API = {"/api/site", "/api/prefixes", "/api/handles", "/api/audit"}
+KNOWN_API = {
+    "/api/site",
+    "/api/prefixes",
+    "/api/handles",
+    "/api/audit",
+    "/api/enterprises",
+    "/api/templates",
+    "/api/sessions",
+}
 
 
 async def unknown_api(request: web.Request) -> web.Response:

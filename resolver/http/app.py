@@ -15,7 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from resolver.config import Config
-from resolver.http import api, audit, health, metrics, proxy, sessionsapi
+from resolver.http import api, audit, health, lifecycle, metrics, proxy, sessionsapi
 from resolver.http.keys import NODE
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
@@ -51,6 +51,13 @@ OPERATIONS: dict[Handler, str] = {
     api.reverse_lookup: "reverse_lookup",
     sessionsapi.create_session: "session",
     sessionsapi.this_session: "session",
+    lifecycle.apply: "enterprise",
+    lifecycle.list_enterprises: "enterprise",
+    lifecycle.show_enterprise: "enterprise",
+    lifecycle.act: "enterprise",
+    lifecycle.put_template: "template",
+    lifecycle.get_template: "template",
+    lifecycle.list_templates: "template",
     metrics.metrics: "metrics",
     health.healthz: "health",
     health.readyz: "health",
@@ -66,6 +73,7 @@ def make_app(config: Config, node: Node) -> web.Application:
     # Cached records carry this API's rendering of them, through Redis too.
     node.cache.renderers[api.PUBLIC_JSON] = api.render_public
     app[NODE] = node
+    app[lifecycle.APPLY_LIMIT] = lifecycle.ApplyLimit()
     r = app.router
 
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:
@@ -88,6 +96,13 @@ def make_app(config: Config, node: Node) -> web.Application:
     route(read, "/api/site", api.get_site)
     route(("GET", "HEAD"), "/api/prefixes", api.list_prefixes)
     route(("GET", "HEAD"), "/api/audit", audit.audit_entries)
+    route(("POST",), "/api/enterprises", lifecycle.apply)
+    route(("GET", "HEAD"), "/api/enterprises", lifecycle.list_enterprises)
+    route(("GET", "HEAD"), "/api/enterprises/{prefix}", lifecycle.show_enterprise)
+    route(("POST",), "/api/enterprises/{prefix}/{action}", lifecycle.act)
+    route(("GET", "HEAD"), "/api/templates", lifecycle.list_templates)
+    route(("GET", "HEAD"), "/api/templates/{name}", lifecycle.get_template)
+    route(("PUT",), "/api/templates/{name}", lifecycle.put_template)
     route(("GET", "HEAD"), "/metrics", metrics.metrics)
     route(("GET", "HEAD"), "/healthz", health.healthz)
     route(("GET", "HEAD"), "/readyz", health.readyz)

@@ -232,27 +232,39 @@ def _strictly_under(prefix: str, parent: str) -> bool:
 
 
 def _prefix_item(conn: sqlite3.Connection, app: sqlite3.Row, item: dict[str, Any], now: int) -> str:
-    """Apply a ``prefix`` item; the reason it is rejected, or ""."""
+    """Apply a ``prefix`` item, recording it among the prefix's lifecycle events; the reason
+    it is rejected, or ""."""
     prefix: str = item["prefix"]
     if not _strictly_under(prefix, app["prefix"]):
         return f"prefix {prefix} is not an enterprise prefix under {app['prefix']}"
-    key = prefix.upper()
-    if item["op"] == "delete":
+    key, op = prefix.upper(), item["op"]
+    row = conn.execute("SELECT * FROM prefixes WHERE prefix_key = ?", (key,)).fetchone()
+    mine = row is not None and row["app_id"] == app["app_id"] and row["kind"] == "enterprise"
+    if op == "delete":
         conn.execute(
             "DELETE FROM prefixes WHERE prefix_key = ? AND app_id = ? AND kind = 'enterprise'",
             (key, app["app_id"]),
         )
-        return ""
-    row = conn.execute("SELECT * FROM prefixes WHERE prefix_key = ?", (key,)).fetchone()
-    if row is not None and (row["app_id"] != app["app_id"] or row["kind"] != "enterprise"):
+    elif op in ("suspend", "reactivate"):
+        if not mine:
+            return f"prefix {prefix} is not routed to this node"
+        # Still routed: the node answers for it (that it is suspended).
+    elif row is not None and not mine:
         return f"prefix {prefix} is routed elsewhere"  # apps' prefixes never overlap: defensive
-    status = "approved" if app["approval"] == "auto" else "pending"
+    else:
+        status = "approved" if app["approval"] == "auto" else "pending"
+        conn.execute(
+            "INSERT INTO prefixes (prefix_key, prefix, app_id, kind, status, created, updated) "
+            "VALUES (?, ?, ?, 'enterprise', ?, ?, ?) "
+            "ON CONFLICT (prefix_key) DO UPDATE SET prefix = excluded.prefix, "
+            "updated = excluded.updated",
+            (key, prefix, app["app_id"], status, now, now),
+        )
+    reason = item.get("reason")
     conn.execute(
-        "INSERT INTO prefixes (prefix_key, prefix, app_id, kind, status, created, updated) "
-        "VALUES (?, ?, ?, 'enterprise', ?, ?, ?) "
-        "ON CONFLICT (prefix_key) DO UPDATE SET prefix = excluded.prefix, "
-        "updated = excluded.updated",
-        (key, prefix, app["app_id"], status, now, now),
+        "INSERT INTO prefix_events (app_id, prefix_key, prefix, op, reason, received) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (app["app_id"], key, prefix, op, reason[:1000] if isinstance(reason, str) else "", now),
     )
     return ""
 

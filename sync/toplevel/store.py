@@ -22,10 +22,26 @@ from pathlib import Path
 from typing import Any
 
 DB_FILE = "toplevel.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 10.0
 
-_SCHEMA = """
+# Version 2: what nodes reported of their enterprise prefixes' lifecycle, in order.
+_EVENTS = """
+CREATE TABLE IF NOT EXISTS prefix_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id TEXT NOT NULL REFERENCES apps (app_id),
+    prefix_key TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    op TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS prefix_events_prefix ON prefix_events (prefix_key, seq);
+"""
+
+_SCHEMA = (
+    _EVENTS
+    + """
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -96,6 +112,7 @@ CREATE TABLE IF NOT EXISTS stats (
     PRIMARY KEY (app_id, prefix_key, start, seconds)
 ) WITHOUT ROWID;
 """
+)
 
 
 class StoreError(Exception):
@@ -130,6 +147,8 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
             conn.executescript(
                 f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
             )
+        elif version == 1 and SCHEMA_VERSION == 2:
+            conn.executescript(f"BEGIN IMMEDIATE;{_EVENTS}PRAGMA user_version = 2;COMMIT;")
         elif version != SCHEMA_VERSION:
             raise StoreError(f"{path}: schema version {version}, expected {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:

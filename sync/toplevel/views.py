@@ -64,10 +64,27 @@ def nodes(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
 
 
 def prefixes(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The routed prefixes, each with its lifecycle state as its node last reported it."""
     rows = conn.execute(
-        "SELECT prefix, app_id, kind, status, created, updated FROM prefixes ORDER BY prefix_key"
+        "SELECT prefix, app_id, kind, status, created, updated, (SELECT e.op FROM prefix_events e "
+        "WHERE e.prefix_key = p.prefix_key AND e.op IN ('suspend', 'reactivate') "
+        "ORDER BY e.seq DESC LIMIT 1) AS last FROM prefixes p ORDER BY prefix_key"
     ).fetchall()
-    return [dict(r) | {"handle": prefix_handle(r["prefix"])} for r in rows]
+    out = []
+    for r in rows:
+        row = dict(r)
+        last = row.pop("last")
+        state = "suspended" if last == "suspend" else "active"
+        out.append(row | {"handle": prefix_handle(r["prefix"]), "state": state})
+    return out
+
+
+def events(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every lifecycle report received, oldest first."""
+    rows = conn.execute(
+        "SELECT app_id, prefix, op, reason, received FROM prefix_events ORDER BY seq"
+    ).fetchall()
+    return [dict(r) for r in rows]
 
 
 def stats(conn: sqlite3.Connection, prefix: str | None = None) -> dict[str, Any]:

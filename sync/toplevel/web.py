@@ -239,6 +239,11 @@ async def items_view(request: web.Request) -> web.Response:
     return json_response({"apps": await tl.call(views.items)})
 
 
+async def events_view(request: web.Request) -> web.Response:
+    tl = request.app[TL]
+    return json_response({"events": await tl.call(views.events)})
+
+
 async def index_page(request: web.Request) -> web.Response:
     tl = request.app[TL]
     now = int(time.time())
@@ -263,6 +268,7 @@ def make_app(tl: TopLevel) -> web.Application:
     r.add_get("/toplevel/v1/prefixes", prefixes_view)
     r.add_get("/toplevel/v1/stats", stats_view)
     r.add_get("/toplevel/v1/items", items_view)
+    r.add_get("/toplevel/v1/events", events_view)
     r.add_get("/", index_page)
     return app
 
