@@ -156,6 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dns_zone=args.dns_zone,
         log_format=args.log_format,
         access_log=True if args.access_log else None,
+        ready_requires_redis=args.ready_requires_redis,
         **{kind.name: getattr(args, kind.name) for kind in LISTENER_KINDS},
     )
     require_keys(config)  # here too: refused once, before any worker starts
@@ -449,6 +450,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument(
+        "--ready-requires-redis",
+        action=argparse.BooleanOptionalAction,
+        help="whether Redis being down makes /readyz answer 503 (default: yes; "
+        "ready_requires_redis in the config; see README 'Operations')",
+    )
     p.add_argument(
         "--access-log",
         action="store_true",

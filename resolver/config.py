@@ -74,6 +74,7 @@ class Config:
     access_log_sample: float = 1.0  # the fraction of requests the access log shows
     ready_timeout: float = 1.0  # seconds each readiness check may take
     ready_max_backlog: int = 1000  # outbox items not yet delivered that still count as ready
+    ready_requires_redis: bool = True  # Redis down makes the node not ready (see README)
     store: str | None = None  # None: the SQLite file in the data directory (STORE_FILE)
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
@@ -165,7 +166,7 @@ def _coerce(name: str, raw: Any) -> Any:
             return tuple(p.strip() for p in items if p.strip())
         if name == "redirect_schemes":
             return _schemes(raw)
-        if name in ("recursion", "access_log"):
+        if name in ("recursion", "access_log", "ready_requires_redis"):
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
