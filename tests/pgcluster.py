@@ -12,17 +12,17 @@ the server to accept connections (or to have stopped) itself: no sleeps here.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import glob
 import os
 import pwd
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tests.conftest import free_port
+from tests.procs import run_command
 
 RUN_TIMEOUT = 60.0  # seconds for initdb, or for pg_ctl to start or stop the server
 SERVER_OPTIONS = (
@@ -71,28 +71,13 @@ class PgCluster:
             return "(no server log)"
 
     async def _run(self, tool: str, *args: str) -> None:
-        cmd: Sequence[str] = [str(self.bin / tool), *args]
+        cmd = [str(self.bin / tool), *args]
         if self.as_postgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            cwd=self.root,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"{tool} {' '.join(args)} exited with {proc.returncode}:\n"
-                f"{out.decode('utf-8', 'replace')}\n{self.log_tail()}"
-            )
+            await run_command(*cmd, within=RUN_TIMEOUT, cwd=self.root)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{self.log_tail()}") from None
 
     async def create(self) -> None:
         """``initdb``: a cluster whose ``postgres`` role is trusted from the loopback."""
