@@ -7,6 +7,7 @@ renders the answer; every failure is a HandleError rendered by the app's middlew
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -50,6 +51,8 @@ from resolver.http.observe import adopt_incoming, response_code
 from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 from resolver.metrics import LATENCY_BUCKETS
 from resolver.requestid import REQUEST_ID_HEADER
+
+log = logging.getLogger("idnode.http")
 
 
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
@@ -302,15 +305,20 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     head = {"responseCode": SUCCESS.response_code, "prefix": prefix, "totalCount": str(total)}
-    await resp.write(orjson.dumps(head)[:-1] + b',"handles":[')
-    first = True
-    async for handles in chunks:
-        if handles:
-            part = orjson.dumps(handles)[1:-1]
-            await resp.write(part if first else b"," + part)
-            first = False
-    await resp.write(b"]}")
-    await resp.write_eof()
+    try:
+        await resp.write(orjson.dumps(head)[:-1] + b',"handles":[')
+        first = True
+        async for handles in chunks:
+            if handles:
+                part = orjson.dumps(handles)[1:-1]
+                await resp.write(part if first else b"," + part)
+                first = False
+        await resp.write(b"]}")
+        await resp.write_eof()
+    except ConnectionResetError:
+        # The client left mid-stream (a write found the connection closing before aiohttp
+        # cancelled this handler): its doing, and nothing left to answer.
+        log.debug("listing %s: the client left mid-stream", prefix)
     return resp
 
 
