@@ -24,9 +24,11 @@ from registry.model.identifiers import check_prefix, parse, prefix_handle
 from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
 from registry.store.factory import (
+    SQLITE_SCHEME,
     StoreConfigError,
     check_location,
     redact_location,
+    sqlite_problem,
     without_password,
 )
 from resolver import __version__, keycmds, statuscmd
@@ -91,6 +93,12 @@ async def _check_new_store(location: str) -> None:
         await store.close()
 
 
+def _in_data_dir(sqlite_location: str, data: Path) -> bool:
+    """Whether the file is made in the data directory itself (made by init first)."""
+    parent = os.path.dirname(os.path.abspath(sqlite_location.removeprefix(SQLITE_SCHEME)))
+    return parent == os.path.abspath(data)
+
+
 async def cmd_init(args: argparse.Namespace) -> int:
     data = data_dir(args)
     check_prefix(args.prefix)
@@ -103,6 +111,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
             raise ConfigError(f"store: {exc}") from None
         if backend != "sqlite":  # a file is made with the directory
             await _check_new_store(location)
+        elif (problem := sqlite_problem(location)) and not _in_data_dir(location, data):
+            raise ConfigError(f"store: {problem}")  # before anything is written
     _create_data_dir(
         data, args.prefix, args.name or f"idnode {args.prefix}", without_password(config_store)
     )
