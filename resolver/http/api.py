@@ -46,7 +46,7 @@ from resolver.forward.base import (
     parse_hops,
 )
 from resolver.http.credentials import principal
-from resolver.http.keys import ECHO, NODE
+from resolver.http.keys import ECHO, NODE, ROOT_JWK
 from resolver.http.observe import adopt_incoming, response_code
 from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 from resolver.metrics import LATENCY_BUCKETS
@@ -336,6 +336,9 @@ async def list_prefixes(request: web.Request) -> web.Response:
 
 
 def site_info(request: web.Request) -> dict[str, Any]:
+    """The site as the reference's ``/api/site`` shows it: this server's address and HTTP
+    interface, and its public key (the node's root key, which certified native replies are
+    signed with and the top-level's copy of the site record names)."""
     config = request.app[NODE].config
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     address = sock[0] if sock else config.http_host
@@ -348,6 +351,7 @@ def site_info(request: web.Request) -> dict[str, Any]:
             ("software", f"idnode {__version__}"),
             ("prefixes", ",".join(config.prefixes)),
         ],
+        public_key=request.app[ROOT_JWK],
     )
 
 

@@ -12,11 +12,13 @@ path does not allow — inside the boundary too, so every request is answered by
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from resolver.config import Config
 from resolver.http import api, health, metrics, proxy
-from resolver.http.keys import NODE
+from resolver.http.keys import NODE, ROOT_JWK
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
 from resolver.node import Node
@@ -57,12 +59,20 @@ OPERATIONS: dict[Handler, str] = {
 }
 
 
+async def _load_root_jwk(app: web.Application) -> None:
+    # Reading (and, with a passphrase, decrypting) the key file is no work for the loop.
+    keyring = app[NODE].keyring
+    root = await asyncio.get_running_loop().run_in_executor(None, keyring.key, 0)
+    app[ROOT_JWK] = root.public_jwk()
+
+
 def make_app(config: Config, node: Node) -> web.Application:
     """The HTTP app for ``config`` over ``node`` (whose lifetime is the caller's)."""
     app = web.Application(client_max_size=config.max_body)
     # Cached records carry this API's rendering of them, through Redis too.
     node.cache.renderers[api.PUBLIC_JSON] = api.render_public
     app[NODE] = node
+    app.on_startup.append(_load_root_jwk)
     r = app.router
 
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from resolver.node import Node
 
 NODE = web.AppKey("node", Node)
 ECHO = web.RequestKey("echo", str)  # the handle that error answers echo
+# The node's root public key (JWK), loaded once at start-up: /api/site publishes it.
+ROOT_JWK = web.AppKey("root_jwk", dict[str, Any])
