@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from registry.store.base import STAT_FIELDS
-from resolver.metrics import gauge, label_text
 from resolver.node import Node
 from sync.state import Registration, SenderStatus, load_registration, load_status
 
@@ -78,19 +77,18 @@ async def metric_lines(node: Node) -> list[str]:
     lines = []
     for metric, field, help_text in GAUGES:
         value = sync[field]
-        lines += gauge(
-            metric, help_text, [("", int(value) if isinstance(value, bool) else value or 0)]
-        )
-    by_name: dict[str, list[tuple[str, float]]] = {name: [] for name in STAT_FIELDS}
-    for prefix, counts in sync["stats"].items():
-        for name, value in counts.items():
-            by_name[name].append((label_text(("prefix",), (prefix,)), value))
-    for name, samples in by_name.items():
+        shown = int(value) if isinstance(value, bool) else value or 0
+        lines += _gauge(metric, help_text, [f"{metric} {shown}"])
+    for name in STAT_FIELDS:
         # Gauges, not counters: intervals already reported are dropped after a retention
-        # period, and the totals fall with them.
-        lines += gauge(
-            f"idnode_sync_stats_{name}",
-            f"{name.capitalize()} per prefix over the statistics intervals the node keeps.",
-            samples,
-        )
+        # period, and the totals fall with them. Prefixes are digits and dots: no escaping.
+        metric = f"idnode_sync_stats_{name}"
+        samples = [f'{metric}{{prefix="{p}"}} {c[name]}' for p, c in sync["stats"].items()]
+        help_text = f"{name.capitalize()} per prefix over the statistics intervals kept."
+        lines += _gauge(metric, help_text, samples)
     return lines
+
+
+def _gauge(metric: str, help_text: str, samples: list[str]) -> list[str]:
+    # The text format by hand: resolver.metrics is not part of the node's public surface.
+    return [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", *samples]
