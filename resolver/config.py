@@ -75,6 +75,7 @@ class Config:
     ready_timeout: float = 1.0  # seconds each readiness check may take
     ready_max_backlog: int = 1000  # outbox items not yet delivered that still count as ready
     ready_requires_redis: bool = True  # Redis down makes the node not ready (see README)
+    otel_endpoint: str | None = None  # OTLP/HTTP traces URL: trace requests (the otel extra)
     store: str | None = None  # None: the SQLite file in the data directory (STORE_FILE)
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
@@ -223,6 +224,11 @@ def _coerce(name: str, raw: Any) -> Any:
             if seconds < 3600:
                 raise ConfigError("signature_validity must be at least 3600 seconds")
             return seconds
+        if name == "otel_endpoint":
+            text = str(raw).strip()
+            if text and not text.startswith(("http://", "https://")):
+                raise ConfigError("otel_endpoint must be an http:// or https:// URL")
+            return text or None
         if name == "key_passphrase":
             return str(raw) or None
         if name == "redis_url":
@@ -288,11 +294,25 @@ def load(
     for key, raw in (flags or {}).items():
         if raw is not None:
             values[key] = _coerce(key, raw)
+    if "otel_endpoint" not in values and (endpoint := _otel_endpoint(env)):
+        values["otel_endpoint"] = endpoint
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("--tls-cert and --tls-key go together")
     if not values.get("prefixes"):
         raise ConfigError(f"{path} names no prefixes")
     return Config(data_dir=data_dir, extra=extra, **values)
+
+
+def _otel_endpoint(env: Mapping[str, str]) -> str | None:
+    """The traces URL OpenTelemetry's standard variables name (None: tracing not asked for,
+    or turned off with ``OTEL_SDK_DISABLED``), as its OTLP/HTTP exporter reads them."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if traces := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return traces
+    if base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        return base.rstrip("/") + "/v1/traces"
+    return None
 
 
 def write_initial(data_dir: Path, prefix: str, name: str, store: str | None = None) -> Path:

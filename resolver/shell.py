@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from resolver.config import Config, split_hostport
 from resolver.listeners import KINDS, Listener, ListenerKind, Serving, configured
 from resolver.node import Node
+
+if TYPE_CHECKING:
+    from resolver.tracing import Tracing
 
 log = logging.getLogger("idnode")
 
@@ -49,8 +52,10 @@ class Shell:
         services: Sequence[ServiceFactory] = (),
         kinds: Iterable[ListenerKind] = KINDS,
         serving: Serving | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
+        self.tracing = tracing  # given: trace into it (else as the configuration says)
         self.serving = serving or Serving()
         self._wanted = configured(config, kinds)  # checked before anything opens
         self._factories = services
@@ -61,7 +66,7 @@ class Shell:
     async def start(self) -> Sequence[str]:
         """Open the node, start the services and the listeners; the listeners' announce
         lines."""
-        self.node = node = await Node.open(self.config)
+        self.node = node = await Node.open(self.config, tracing=self.tracing)
         try:
             for make in self._factories:
                 service = make(node)

@@ -78,9 +78,12 @@ def make_app(config: Config, node: Node) -> web.Application:
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:
         """``inline``: the handler is its own error boundary (see api.get_handle)."""
         resource = r.add_resource(path)
-        served = handler if inline else guard(handler, OPERATIONS.get(handler, "other"))
-        if config.access_log:  # then every request gets an id, to find its line by
+        op = OPERATIONS.get(handler, "resolve" if inline else "other")
+        served = handler if inline else guard(handler, op)
+        if config.access_log or node.tracing:  # every request gets an id, to find it by
             served = with_request_id(served)
+        if node.tracing is not None:
+            served = node.tracing.http(served, op)
         for method in methods:
             resource.add_route(method, served)
 
