@@ -24,9 +24,11 @@ from registry.model.identifiers import check_prefix, parse, prefix_handle
 from registry.model.jsonvalues import value_to_json
 from registry.model.values import Value
 from registry.store.factory import (
+    SQLITE_SCHEME,
     StoreConfigError,
     check_location,
     redact_location,
+    sqlite_problem,
     without_password,
 )
 from resolver import __version__, admincmd, auditcmd, keycmds, lifecyclecmds, remotecmds, statuscmd
@@ -99,6 +101,12 @@ async def _check_new_store(location: str) -> None:
         await store.close()
 
 
+def _in_data_dir(sqlite_location: str, data: Path) -> bool:
+    """Whether the file is made in the data directory itself (made by init first)."""
+    parent = os.path.dirname(os.path.abspath(sqlite_location.removeprefix(SQLITE_SCHEME)))
+    return parent == os.path.abspath(data)
+
+
 async def cmd_init(args: argparse.Namespace) -> int:
     data = data_dir(args)
     check_prefix(args.prefix)
@@ -111,6 +119,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
             raise ConfigError(f"store: {exc}") from None
         if backend != "sqlite":  # a file is made with the directory
             await _check_new_store(location)
+        elif (problem := sqlite_problem(location)) and not _in_data_dir(location, data):
+            raise ConfigError(f"store: {problem}")  # before anything is written
     _create_data_dir(
         data, args.prefix, args.name or f"idnode {args.prefix}", without_password(config_store)
     )
@@ -165,6 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         dns_zone=args.dns_zone,
         log_format=args.log_format,
         access_log=True if args.access_log else None,
+        ready_requires_redis=args.ready_requires_redis,
         **{kind.name: getattr(args, kind.name) for kind in LISTENER_KINDS},
     )
     require_keys(config)  # here too: refused once, before any worker starts
@@ -451,6 +462,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument(
+        "--ready-requires-redis",
+        action=argparse.BooleanOptionalAction,
+        help="whether Redis being down makes /readyz answer 503 (default: yes; "
+        "ready_requires_redis in the config; see README 'Operations')",
+    )
     p.add_argument(
         "--access-log",
         action="store_true",

@@ -80,6 +80,8 @@ class Config:
     access_log_sample: float = 1.0  # the fraction of requests the access log shows
     ready_timeout: float = 1.0  # seconds each readiness check may take
     ready_max_backlog: int = 1000  # outbox items not yet delivered that still count as ready
+    ready_requires_redis: bool = True  # Redis down makes the node not ready (see README)
+    otel_endpoint: str | None = None  # OTLP/HTTP traces URL: trace requests (the otel extra)
     store: str | None = None  # None: the SQLite file in the data directory (STORE_FILE)
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
@@ -172,7 +174,7 @@ def _coerce(name: str, raw: Any) -> Any:
             return tuple(p.strip() for p in items if p.strip())
         if name == "redirect_schemes":
             return _schemes(raw)
-        if name in ("recursion", "access_log"):
+        if name in ("recursion", "access_log", "ready_requires_redis"):
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
@@ -236,6 +238,11 @@ def _coerce(name: str, raw: Any) -> Any:
             if seconds < 3600:
                 raise ConfigError("signature_validity must be at least 3600 seconds")
             return seconds
+        if name == "otel_endpoint":
+            text = str(raw).strip()
+            if text and not text.startswith(("http://", "https://")):
+                raise ConfigError("otel_endpoint must be an http:// or https:// URL")
+            return text or None
         if name == "key_passphrase":
             return str(raw) or None
         if name == "redis_url":
@@ -301,6 +308,8 @@ def load(
     for key, raw in (flags or {}).items():
         if raw is not None:
             values[key] = _coerce(key, raw)
+    if "otel_endpoint" not in values and (endpoint := _otel_endpoint(env)):
+        values["otel_endpoint"] = endpoint
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("--tls-cert and --tls-key go together")
     if not values.get("prefixes"):
@@ -326,6 +335,18 @@ def recorded_settings(config: Config) -> dict[str, Any]:
     out["store"] = redact_location(config.store_location)
     out["data_dir"] = str(config.data_dir)
     return out
+
+
+def _otel_endpoint(env: Mapping[str, str]) -> str | None:
+    """The traces URL OpenTelemetry's standard variables name (None: tracing not asked for,
+    or turned off with ``OTEL_SDK_DISABLED``), as its OTLP/HTTP exporter reads them."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if traces := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return traces
+    if base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        return base.rstrip("/") + "/v1/traces"
+    return None
 
 
 def write_initial(data_dir: Path, prefix: str, name: str, store: str | None = None) -> Path:

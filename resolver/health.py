@@ -4,7 +4,9 @@ transport or operator tool that holds a :class:`~resolver.node.Node`.
 - ``store``: a point read of the node's prefix handle answers within ``ready_timeout``;
 - ``keys``: the sealing key and the signing keys are still where the node loaded them from
   (a write needs both);
-- ``redis`` (when configured): a PING answers, and the tier's circuit breaker is closed;
+- ``redis`` (when configured): a PING answers, and the tier's circuit breaker is closed.
+  Reported always, but it decides readiness only under ``ready_requires_redis`` (the
+  default): a node whose Redis is down still answers, from its own tier and the store;
 - ``sync_backlog``: the outbox holds at most ``ready_max_backlog`` items not yet delivered
   to the top-level.
 
@@ -23,19 +25,25 @@ from time import perf_counter
 from typing import Any
 
 from registry.model.identifiers import handle_key
+from registry.store.factory import check_location
 from resolver.node import Node, require_keys
 
 
 @dataclass(frozen=True)
 class Check:
-    """One check's outcome; ``facts`` are JSON values (timings, counts, the error)."""
+    """One check's outcome; ``facts`` are JSON values (timings, counts, the error).
+    A check that is not ``required`` is reported but does not decide readiness."""
 
     name: str
     ok: bool
     facts: dict[str, Any] = field(default_factory=dict)
+    required: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, **self.facts}
+        shown = {"ok": self.ok, **self.facts}
+        if not self.required:
+            shown["required"] = False
+        return shown
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class Readiness:
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+        return all(c.ok or not c.required for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,27 +64,40 @@ class Readiness:
 async def readiness(node: Node) -> Readiness:
     """Every check of ``node``, run concurrently; kept as the node's last readiness (which
     ``/metrics`` reports)."""
+    backend = check_location(node.config.store_location)
     checks: list[Awaitable[Check]] = [
-        _bounded(node, "store", _store),
+        _bounded(node, "store", _store, {"backend": backend}),
         _bounded(node, "keys", _keys),
         _bounded(node, "sync_backlog", _backlog),
     ]
     if node.cache.redis is not None:
-        checks.insert(2, _bounded(node, "redis", _redis))
+        checks.insert(2, _bounded(node, "redis", _redis, required=node.config.ready_requires_redis))
     ready = Readiness(tuple(await asyncio.gather(*checks)))
     node.telemetry.readiness = (time.time(), ready)
     return ready
 
 
-async def _bounded(node: Node, name: str, check: Callable[[Node], Awaitable[Check]]) -> Check:
+async def _bounded(
+    node: Node,
+    name: str,
+    check: Callable[[Node], Awaitable[Check]],
+    known: dict[str, Any] | None = None,
+    *,
+    required: bool = True,
+) -> Check:
+    """``check`` within ``ready_timeout``, as a :class:`Check` whatever happens; ``known``:
+    facts that hold either way (which store it is)."""
     timeout = node.config.ready_timeout
     try:
         async with asyncio.timeout(timeout):
-            return await check(node)
+            done = await check(node)
+        facts = done.facts
     except TimeoutError:
-        return Check(name, False, {"error": f"no answer within {timeout:g} s"})
+        done, facts = None, {"error": f"no answer within {timeout:g} s"}
     except Exception as exc:  # whatever broke, the answer says so (and stays an answer)
-        return Check(name, False, {"error": _said(exc)})
+        done, facts = None, {"error": _said(exc)}
+    ok = done is not None and done.ok
+    return Check(name, ok, {**(known or {}), **facts}, required)
 
 
 def _said(exc: BaseException) -> str:

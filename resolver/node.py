@@ -4,10 +4,12 @@ import time."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from registry.auth import FailureThrottle
 from registry.cache.coherence import HostCache
@@ -25,13 +27,16 @@ from registry.sessions import Sessions
 from registry.signer import RecordSigner
 from registry.signing.keys import KeyFileError
 from registry.store.base import SharedStore, Store, StoreDamaged
-from registry.store.factory import StoreConfigError, open_store
+from registry.store.factory import StoreConfigError, check_location, open_store
 from registry.templates import Templates
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
 from resolver.forward.link import Forwarding
 from resolver.metrics import Telemetry
 from resolver.timedstore import timed
+
+if TYPE_CHECKING:
+    from resolver.tracing import Tracing
 
 # Figures for /metrics from parts of the process the node does not know of (the sync agent
 # adds its link to the top-level): lines in the Prometheus text format.
@@ -51,6 +56,7 @@ class Node:
     forwarding: Forwarding
     metrics: list[MetricsSource] = field(default_factory=list)
     telemetry: Telemetry = field(default_factory=Telemetry)  # requests and store latency
+    tracing: Tracing | None = None  # None: not traced, and resolver.tracing never imported
     sessions: Sessions = field(default_factory=Sessions)  # Handle public-key logins (HTTP)
     enterprises: Enterprises = field(init=False)  # the enterprise prefix lifecycle
     templates: Templates = field(init=False)  # metadata templates
@@ -60,7 +66,14 @@ class Node:
         self.templates = Templates(self.registry)
 
     @classmethod
-    async def open(cls, config: Config, *, create_keys: bool = False, serving: bool = True) -> Node:
+    async def open(
+        cls,
+        config: Config,
+        *,
+        create_keys: bool = False,
+        serving: bool = True,
+        tracing: Tracing | None = None,
+    ) -> Node:
         """The node of ``config``. Its keys must be there unless ``create_keys`` (``idnode
         init`` and ``idnode demo``): new ones in place of lost ones would lock every admin
         out (their secrets are sealed under ``secrets.key``) and break every signature (made
@@ -68,6 +81,8 @@ class Node:
 
         On a store several hosts share, a ``serving`` process keeps its cache in step with
         the other hosts' writes (or suspends it); any other (a CLI command) never caches.
+        A serving process traces its requests when ``config.otel_endpoint`` is set, or into
+        ``tracing`` if given.
         Either way its own writes return once every other host has them."""
         passphrase = config.key_passphrase.encode() if config.key_passphrase else None
         keyring = Keyring(config.data_dir, config.prefixes, passphrase)
@@ -88,7 +103,14 @@ class Node:
         except StoreDamaged as exc:  # what to do is the operator's call: say what is wrong
             raise ConfigError(str(exc)) from None
         telemetry = Telemetry()
-        store = timed(store, telemetry.store)  # whatever the backend: timed alike
+        if tracing is None and serving and config.otel_endpoint:
+            tracing = await _exporting(config, store)
+        if tracing is None:
+            store = timed(store, telemetry.store)  # whatever the backend: timed alike
+        else:
+            from resolver.tracing import traced
+
+            store = traced(store, telemetry.store, tracing, check_location(config.store_location))
         gens = GenerationTable.open(config.data_dir)
         cache = RecordCache(
             store,
@@ -130,8 +152,9 @@ class Node:
             throttle,
             cache,
             keyring,
-            Forwarding(resolver, config),
+            Forwarding(resolver, config, () if tracing is None else (tracing.client_trace(),)),
             telemetry=telemetry,
+            tracing=tracing,
         )
         try:
             if isinstance(store, SharedStore):
@@ -174,6 +197,22 @@ class Node:
         await self.forwarding.close()
         await self.store.close()  # first: a shared store's news must not reach a closed cache
         await self.cache.close()
+        if self.tracing is not None:  # the last spans go out (the SDK blocks: a thread)
+            await asyncio.to_thread(self.tracing.shutdown)
+
+
+async def _exporting(config: Config, store: Store) -> Tracing:
+    """The tracing ``otel_endpoint`` asks for; a ConfigError (the store closed) when the
+    ``otel`` extra is not installed."""
+    try:
+        from resolver.tracing import Tracing, exporting
+    except ImportError as exc:
+        await store.close()
+        raise ConfigError(
+            f"otel_endpoint is set ({config.otel_endpoint}) but OpenTelemetry is not "
+            f"installed ({exc.name} missing): pip install 'idnode[otel]', or unset it"
+        ) from None
+    return Tracing(exporting(config))
 
 
 async def _share(store: SharedStore, node: Node, serving: bool) -> None:

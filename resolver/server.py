@@ -100,36 +100,12 @@ def run(
 
 
 def run_workers(config: Config) -> None:
-    listeners = configured(config)
-    for kind, address in listeners:
+    for kind, address in configured(config):
         if split_hostport(address)[1] == 0:
             raise SystemExit(
                 f"--workers > 1 needs a fixed port (the workers share it): {kind.name} {address}"
             )
-    cmd = [
-        sys.executable,
-        "-m",
-        "resolver.cli",
-        "serve",
-        "--data",
-        str(config.data_dir),
-        "--workers",
-        "1",
-        "--reuse-port",
-    ]
-    # Settings that may have come from flags reach the workers as flags too.
-    for kind, address in listeners:
-        cmd += [f"--{kind.name}", address]
-    if config.dns:
-        cmd += ["--dns-zone", config.dns_zone]
-    if config.redis_url:
-        cmd += ["--redis", config.redis_url]
-    if config.tls_cert and config.tls_key:
-        cmd += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
-    cmd += ["--log-format", config.log_format]
-    if config.access_log:
-        cmd.append("--access-log")
-    procs = [subprocess.Popen(cmd) for _ in range(config.workers)]
+    procs = [subprocess.Popen(worker_command(config)) for _ in range(config.workers)]
 
     def forward(signum: int, _frame: object) -> None:
         for p in procs:
@@ -141,3 +117,34 @@ def run_workers(config: Config) -> None:
     codes = [p.wait() for p in procs]
     if any(codes):
         raise SystemExit(max(codes))
+
+
+def worker_command(config: Config) -> list[str]:
+    """One worker's command line: ``idnode serve`` again, with the settings that may have
+    come from flags given as flags too (the rest it reads from the data directory and the
+    environment it inherits)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "resolver.cli",
+        "serve",
+        "--data",
+        str(config.data_dir),
+        "--workers",
+        "1",
+        "--reuse-port",
+    ]
+    for kind, address in configured(config):
+        cmd += [f"--{kind.name}", address]
+    if config.dns:
+        cmd += ["--dns-zone", config.dns_zone]
+    if config.redis_url:
+        cmd += ["--redis", config.redis_url]
+    if config.tls_cert and config.tls_key:
+        cmd += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
+    cmd += ["--log-format", config.log_format]
+    if config.access_log:
+        cmd.append("--access-log")
+    if not config.ready_requires_redis:
+        cmd.append("--no-ready-requires-redis")
+    return cmd

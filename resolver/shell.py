@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from resolver.auditkeeper import AuditKeeper
 from resolver.config import Config, split_hostport
 from resolver.listeners import KINDS, Listener, ListenerKind, Serving, configured
 from resolver.node import Node
+
+if TYPE_CHECKING:
+    from resolver.tracing import Tracing
 
 log = logging.getLogger("idnode")
 
@@ -50,8 +53,10 @@ class Shell:
         services: Sequence[ServiceFactory] = (),
         kinds: Iterable[ListenerKind] = KINDS,
         serving: Serving | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
+        self.tracing = tracing  # given: trace into it (else as the configuration says)
         self.serving = serving or Serving()
         self._wanted = configured(config, kinds)  # checked before anything opens
         self._factories = services
@@ -62,7 +67,7 @@ class Shell:
     async def start(self) -> Sequence[str]:
         """Open the node, start the services and the listeners; the listeners' announce
         lines."""
-        self.node = node = await Node.open(self.config)
+        self.node = node = await Node.open(self.config, tracing=self.tracing)
         try:
             # The audit log's chores first: the configuration is recorded before serving.
             keeper = AuditKeeper(node, record=not self.serving.reuse_port)

@@ -82,13 +82,18 @@ def report(base: str, body: dict[str, Any]) -> str:
     for name, check in (checks if isinstance(checks, dict) else {}).items():
         facts = dict(check) if isinstance(check, dict) else {}
         ok = facts.pop("ok", False) is True
-        lines.append(f"  {name:<14}{'ok' if ok else 'FAIL':<6}{_facts(facts)}".rstrip())
+        required = facts.pop("required", True) is not False
+        told = _facts(facts)
+        if not required:  # reported, but readiness does not depend on it
+            told = f"{told} (not required)" if told else "(not required)"
+        lines.append(f"  {name:<14}{'ok' if ok else 'FAIL':<6}{told}".rstrip())
     return "\n".join(lines) + "\n"
 
 
 def _facts(facts: dict[str, Any]) -> str:
     if "error" in facts:
-        return str(facts["error"])
+        backend = facts.get("backend")
+        return f"{backend}: {facts['error']}" if backend else str(facts["error"])
     parts = []
     if "seconds" in facts:
         parts.append(f"{float(facts.pop('seconds')) * 1000:.1f} ms")
@@ -97,5 +102,5 @@ def _facts(facts: dict[str, Any]) -> str:
         parts.append(
             f"{facts.pop('pending')} pending" + (f" (max {limit})" if limit is not None else "")
         )
-    parts += [str(v) if k == "state" else f"{k}={v}" for k, v in facts.items()]
+    parts += [str(v) if k in ("state", "backend") else f"{k}={v}" for k, v in facts.items()]
     return ", ".join(parts)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from registry.bootstrap import prefix_values
@@ -217,3 +218,17 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     finally:
         await test_server.close()
         await node.close()
+
+
+@contextlib.asynccontextmanager
+async def served_app(app: web.Application) -> AsyncIterator[str]:
+    """``app`` served on a free loopback port (a stand-in for another server); its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

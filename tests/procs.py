@@ -158,3 +158,27 @@ async def serving(
         yield served
     finally:
         await stop(served)
+
+
+async def run_command(*cmd: str, within: float, cwd: Path | None = None) -> str:
+    """Run ``cmd`` to completion (killed after ``within`` seconds); its output, standard
+    error included. A non-zero exit raises RuntimeError with that output."""
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), within)
+    except BaseException:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        raise
+    text = out.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{text}")
+    return text

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from tests.conftest import free_port
+from tests.procs import run_command
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -197,25 +198,7 @@ class RedisServer:
 
 async def redis_cli(*args: str, within: float = 10.0) -> str:
     """Run ``redis-cli ARGS`` to completion; its stdout (raises on a non-zero exit)."""
-    proc = await asyncio.create_subprocess_exec(
-        REDIS_CLI,
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), within)
-    except BaseException:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-        raise
-    text = out.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"redis-cli {' '.join(args)} exited with {proc.returncode}:\n{text}")
-    return text
+    return await run_command(REDIS_CLI, *args, within=within)
 
 
 @contextlib.asynccontextmanager

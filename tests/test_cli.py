@@ -534,3 +534,24 @@ def test_commands_that_never_fetch_do_not_load_the_http_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=procs.ROOT
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_sqlite_store_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "not" / "there"
+    where = missing / "registry.sqlite3"
+    said = f"idnode: store: the directory of {where} does not exist: create {missing}"
+
+    init = cli("init", "--data", tmp_path / "new", "--prefix", "88.7", "--store", where)
+    assert init.returncode == 2, init.stderr
+    assert init.stderr.startswith(said) and "Traceback" not in init.stderr, init.stderr
+    assert not (tmp_path / "new").exists()  # refused before anything was written
+
+    data = tmp_path / "node"
+    made = cli("init", "--data", data, "--prefix", "88.7")
+    assert made.returncode == 0, made.stderr
+    for args in (("get", "88.7/x"), ("serve", "--http", "127.0.0.1:0")):
+        run = cli(*args, "--data", data, env={"IDNODE_STORE": str(where)})
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert run.stderr.startswith(said) and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.count("\n") == 1, run.stderr  # one line
+    assert not missing.exists()

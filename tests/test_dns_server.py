@@ -43,7 +43,7 @@ from resolver.dns.names import NameMap, zone_name
 from resolver.dns.records import EPCIS, ZoneConfig
 from resolver.node import Node
 from sync.agent import SyncAgent
-from tests.conftest import ENT8_ADMIN, Server, basic, identity, init_node
+from tests.conftest import ENT8_ADMIN, Server, basic, identity, init_node, served_app
 from tests.procs import cli
 from tests.syncprocs import (
     app_create,
@@ -931,15 +931,8 @@ async def tamperer() -> AsyncIterator[tuple[Tamperer, str]]:
     proxy = Tamperer("")
     app = web.Application()
     app.router.add_get("/{tail:.*}", proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield proxy, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served_app(app) as url:
+        yield proxy, url
 
 
 async def test_other_nodes_identifiers_are_forwarded_or_refused(

@@ -13,14 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from registry.bootstrap import prefix_values
 from registry.model.jsonvalues import value_to_json
-from resolver.config import STORE_FILE, load
+from resolver.cli import parser
+from resolver.config import STORE_FILE, ConfigError, load, write_initial
 from resolver.node import Node
+from resolver.server import worker_command
 from resolver.shell import Shell
+from resolver.statuscmd import report
 from sync.agent import SyncAgent
 from tests.conftest import JSON, NODE_ADMIN, free_port, init_node
+from tests.pgcluster import pg_cluster
 from tests.procs import cli, serving
 from tests.redisproc import redis_server
 
@@ -126,6 +131,7 @@ async def test_healthz_and_readyz_of_a_ready_node(tmp_path: Path) -> None:
         assert set(checks(body)) == {"store", "keys", "sync_backlog"}
         assert all(c["ok"] is True for c in checks(body).values()), body
         assert checks(body)["store"]["seconds"] >= 0
+        assert checks(body)["store"]["backend"] == "sqlite"
         assert checks(body)["sync_backlog"]["max"] == 1000
 
 
@@ -145,7 +151,33 @@ async def test_readiness_follows_the_store_away_and_back(tmp_path: Path) -> None
 
         await n.node.store.close()  # gone for good (a closed store is never reopened)
         body = await n.until(503, "the store closed")
-        assert checks(body)["store"] == {"ok": False, "error": "StoreClosed: Store is closed"}
+        assert checks(body)["store"] == {
+            "ok": False,
+            "backend": "sqlite",
+            "error": "StoreClosed: Store is closed",
+        }
+
+
+async def test_readiness_follows_a_postgresql_server_away_and_back(tmp_path: Path) -> None:
+    """The node's own PostgreSQL server stopped: not ready, the store check says why; the
+    server started again: ready, the same node (its pool reconnects)."""
+    data = tmp_path / "node"
+    async with pg_cluster() as pg:
+        await init_node(data, store=pg.url())
+        async with running(data, init=False, ready_timeout=2.0) as n:
+            body = await n.until(200, "ready on PostgreSQL")
+            assert checks(body)["store"]["ok"] is True
+            await pg.stop()
+            body = await n.until(503, "the PostgreSQL server stopped")
+            store = checks(body)["store"]
+            assert store["ok"] is False and store["backend"] == "postgresql", body
+            assert store["error"].startswith("StoreUnavailable: "), store
+            assert checks(body)["keys"]["ok"] is True  # only what failed is reported failed
+            async with n.session.get(f"{n.url}/healthz") as r:
+                assert r.status == 200  # the process itself is alive
+            await pg.start()
+            body = await n.until(200, "the PostgreSQL server back")
+            assert all(c["ok"] is True for c in checks(body).values()), body
 
 
 async def test_readiness_follows_redis_away_and_back(tmp_path: Path) -> None:
@@ -163,6 +195,34 @@ async def test_readiness_follows_redis_away_and_back(tmp_path: Path) -> None:
         await redis.start()  # same port: the node's client reconnects
         body = await n.until(200, "Redis back")
         assert checks(body)["redis"] == {"ok": True, "state": "up"}
+
+
+async def test_redis_can_be_left_out_of_readiness(tmp_path: Path) -> None:
+    """``ready_requires_redis = false``: Redis down is reported but the node stays ready
+    (it answers from its own tier and the store)."""
+    data = tmp_path / "node"
+    await init_node(data, ready_requires_redis="false")
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        running(data, init=False, redis_url=redis.url) as n,
+    ):
+        assert n.node.config.ready_requires_redis is False  # from the config file
+        body = await n.until(200, "ready with Redis up")
+        assert checks(body)["redis"] == {"ok": True, "state": "up", "required": False}
+        await redis.kill()
+        body = await n.until(200, "Redis reported down", lambda b: not checks(b)["redis"]["ok"])
+        assert body["status"] == "ready"
+        assert checks(body)["redis"]["state"] in ("down", "circuit open"), body
+        assert checks(body)["redis"]["required"] is False
+        async with n.session.get(f"{n.url}/api/handles/0.NA/88.118") as r:
+            assert r.status == 200  # still answering, from the store
+        async with n.session.get(f"{n.url}/metrics") as r:
+            text = await r.text()
+        assert "idnode_ready 1\n" in text
+        assert 'idnode_ready_check{check="redis"} 0\n' in text
+        await redis.start()
+        body = await n.until(200, "Redis back", lambda b: checks(b)["redis"]["ok"])
+        assert checks(body)["redis"] == {"ok": True, "state": "up", "required": False}
 
 
 async def test_readiness_follows_the_signing_keys(tmp_path: Path) -> None:
@@ -229,3 +289,42 @@ async def test_idnode_status(tmp_path: Path) -> None:
     assert gone.returncode == 2 and gone.stderr.startswith(f"idnode: {nobody}/readyz: no answer")
     not_url = await asyncio.to_thread(cli, "status", "--server", "127.0.0.1:8000")
     assert not_url.returncode == 2 and "http://" in not_url.stderr
+
+
+# ------------------------------------------------------------------ ready_requires_redis
+
+
+def test_ready_requires_redis_from_file_environment_and_flag(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    data.mkdir()
+    write_initial(data, "88.118", "n")
+    assert load(data, env={}).ready_requires_redis is True  # the default
+    off = {"IDNODE_READY_REQUIRES_REDIS": "false"}
+    assert load(data, env=off).ready_requires_redis is False
+    args = parser().parse_args(["serve", "--data", str(data), "--no-ready-requires-redis"])
+    assert args.ready_requires_redis is False
+    flags = {"ready_requires_redis": args.ready_requires_redis}
+    config = load(data, flags, env={})
+    assert config.ready_requires_redis is False
+    # Each worker of `--workers N` is told too (they are started with flags, not this config).
+    assert worker_command(config)[-1] == "--no-ready-requires-redis"
+    assert "--no-ready-requires-redis" not in worker_command(load(data, env={}))
+    again = {"ready_requires_redis": True}
+    assert load(data, again, env=off).ready_requires_redis is True  # a flag wins
+    with pytest.raises(ConfigError, match="ready_requires_redis must be true or false"):
+        load(data, env={"IDNODE_READY_REQUIRES_REDIS": "sometimes"})
+
+
+def test_status_report_marks_a_check_not_required() -> None:
+    body = {
+        "status": "ready",
+        "checks": {
+            "store": {"ok": True, "backend": "postgresql", "seconds": 0.0012},
+            "redis": {"ok": False, "state": "down", "required": False},
+        },
+    }
+    assert report("http://n", body).splitlines() == [
+        "http://n: ready",
+        "  store         ok    1.2 ms, postgresql",
+        "  redis         FAIL  down (not required)",
+    ]

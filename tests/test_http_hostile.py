@@ -3,6 +3,7 @@ the proxy's page), logged in one line at most, and never with a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import struct
@@ -13,9 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
+from registry.model.identifiers import parse as parse_id
+from registry.model.values import Value
 from tests.conftest import ENT8_ADMIN, JSON, in_process, init_node
 from tests.procs import serving
-from tests.rawhttp import connected, exchange, get, parse
+from tests.rawhttp import DEADLINE, connected, exchange, get, parse
+from tests.test_health import running
 
 RC_PROTOCOL_ERROR, RC_INVALID_HANDLE = 4, 102
 LONG = "x" * 9000  # past aiohttp's 8190-byte limit on the request line and on a header
@@ -173,3 +177,41 @@ async def test_hostile_clients_leave_no_traceback_in_the_log(tmp_path: Path) -> 
     assert "Traceback" not in log
     assert " ERROR " not in log
     assert log.count("rejected a request") == len(REJECTED) + 1
+
+
+async def test_a_client_leaving_a_streamed_listing_is_one_debug_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client resets the connection while an unpaged listing streams: the server's next
+    write finds the connection gone, which is the client's doing, not the server's fault."""
+    caplog.set_level(logging.DEBUG)
+    async with running(tmp_path / "node") as n:
+        names = [f"88.118.8/L{i}" for i in range(3)]
+        await n.node.registry.import_records(
+            [(parse_id(h), [Value(1, "DESC", b"x")]) for h in names]
+        )
+        store = n.node.registry.store
+        real = store.iter_handles
+        client = socket.create_connection(("127.0.0.1", int(n.url.rsplit(":", 1)[1])))
+
+        async def leaving(prefix_key: str, after_key: str | None, limit: int) -> Any:
+            rows = await real(prefix_key, after_key, limit)
+            if not rows:  # the listing is done: the client resets before its last bytes go
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+            return rows
+
+        monkeypatch.setattr(store, "iter_handles", leaving)
+        client.sendall(
+            get("/api/handles?prefix=88.118.8", f"Authorization: {ENT8_ADMIN['Authorization']}")
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while not any('op="list"' in s.labels for s in n.node.telemetry.requests.series()):
+            assert loop.time() < deadline, "the listing was never counted as answered"
+            await asyncio.sleep(0.01)
+    # The serving node's start (its configuration's audit entry) is not the listing's.
+    records = [r for r in server_records(caplog) if r.name != "idnode.audit"]
+    assert all(r.exc_info is None for r in records), [r.getMessage() for r in records]
+    assert all(r.levelno <= logging.DEBUG for r in records), [r.getMessage() for r in records]
+    assert any(r.getMessage().startswith("listing 88.118.8: the client left") for r in records)

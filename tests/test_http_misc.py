@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from registry.auth import FailureThrottle
 from registry.model.identifiers import parse
 from registry.model.jsonvalues import data_to_json
+from registry.model.site import site_from_bytes, site_to_bytes
 from registry.model.values import Value
 from resolver.config import load
 from resolver.http.app import make_app
@@ -263,6 +264,13 @@ async def test_site(server: Server, method: str) -> None:
     interfaces = site["servers"][0]["interfaces"]
     port = yarl.URL(server.url).port
     assert {"query": True, "admin": True, "protocol": "HTTP", "port": port} in interfaces
+    # As the reference shows its site: the server's public key (the node's root key, which
+    # signs certified native replies), between its address and its interfaces.
+    (listed,) = site["servers"]
+    assert list(listed) == ["serverId", "address", "publicKey", "interfaces"]
+    root = server.node.keyring.key(0).public_jwk()
+    assert listed["publicKey"] == {"format": "key", "value": root}
+    assert site_from_bytes(site_to_bytes(site)) == site  # a valid HS_SITE as it is
 
 
 # ------------------------------------------------------------------ unknown paths and methods

@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import dns.asyncquery
 import dns.message
 import dns.name
 import dns.rdatatype
+import pytest
 
 from registry.store.base import SharedStore
 from resolver import __version__
@@ -28,6 +32,7 @@ from resolver.native import client as native_client
 from resolver.native.listener import start_native
 from resolver.node import Node
 from resolver.timedstore import TimedStore
+from sync import status
 from sync.agent import SenderLock, SyncAgent
 from tests.conftest import ENT8, ENT8_ADMIN, JSON, basic, init_node
 from tests.pgserver import fresh_database
@@ -39,6 +44,7 @@ SAMPLE = re.compile(rf"^({NAME})(?:\{{(.*)\}})? (\S+)$")
 ANNOUNCED = re.compile(r"^idnode listening on ([a-z-]+)://(\S+):(\d+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 Labels = tuple[tuple[str, str], ...]
+T = TypeVar("T")
 
 
 @dataclass
@@ -85,7 +91,7 @@ def parse(text: str) -> Exposition:
             labels.append((lm.group(1), lm.group(2)))
             rest = rest[lm.end() :]
         family = family_of(name, out.types)
-        assert family in out.types or name.startswith("idnode_sync_stats_"), f"untyped {name}"
+        assert family in out.types, f"untyped {name}"
         key = tuple(sorted(labels))
         assert key not in out.samples[name], f"duplicate sample {line!r}"
         out.samples[name][key] = float(value)
@@ -357,3 +363,36 @@ async def test_the_dashboard_queries_only_metrics_the_node_exposes(tmp_path: Pat
     panels = {panel["title"] for panel in dashboard["panels"]}
     for wanted in ("Ready", "Cache hit ratio per tier", "Sync backlog"):
         assert wanted in panels
+
+
+async def test_sync_figures_are_typed_and_their_files_read_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers: list[int] = []
+
+    def on_a_thread(load: Callable[[Path], T]) -> Callable[[Path], T]:
+        def reading(data_dir: Path) -> T:
+            readers.append(threading.get_ident())
+            return load(data_dir)
+
+        return reading
+
+    monkeypatch.setattr(status, "load_registration", on_a_thread(status.load_registration))
+    monkeypatch.setattr(status, "load_status", on_a_thread(status.load_status))
+    async with running(tmp_path / "node") as n:
+        async with n.session.put(
+            f"{n.url}/api/handles/{ENT8}/T1", json=URL_VALUE, headers={**ENT8_ADMIN, **JSON}
+        ) as r:
+            assert r.status == 201
+        async with n.session.get(f"{n.url}/metrics") as r:
+            text = await r.text()
+    exp = parse(text)  # every sample under a TYPE line
+    for name in ("registrations", "updates", "deletions", "resolutions"):
+        metric = f"idnode_sync_stats_{name}"
+        assert exp.types[metric] == "gauge"
+        assert f"# HELP {metric} " in text
+    assert exp.value("idnode_sync_stats_registrations", prefix=ENT8) == 1
+    assert exp.types["idnode_sync_pending_items"] == "gauge"
+    assert "# HELP idnode_sync_pending_items " in text
+    assert len(readers) == 2, readers  # both files, once per scrape
+    assert threading.get_ident() not in readers  # not on the event loop's thread

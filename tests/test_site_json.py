@@ -9,7 +9,7 @@ from registry.signing.keys import SigningKey
 from sync.toplevel.records import Site, site_json
 
 
-def test_a_site_without_a_key_as_api_site_answers_it() -> None:
+def test_a_site_without_a_key_has_no_public_key_member() -> None:
     site = single_server_site(
         "127.0.0.1",
         [Interface("HTTP", 8000)],

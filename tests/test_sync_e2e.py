@@ -28,7 +28,16 @@ from resolver.native import client as native_client
 from resolver.native.codes import DNRF, REC, ResponseCode
 from resolver.native.messages import OpaqueBody, ResolutionRequest, ResolutionResponse
 from resolver.native.readers import _handle_and_values
-from tests.conftest import ENT8, ENT8_ADMIN, NODE_ADMIN, basic, free_port, identity, init_node
+from tests.conftest import (
+    ENT8,
+    ENT8_ADMIN,
+    NODE_ADMIN,
+    basic,
+    free_port,
+    identity,
+    init_node,
+    served_app,
+)
 from tests.procs import Served, cli
 from tests.syncprocs import (
     app_create,
@@ -100,15 +109,8 @@ async def tamperer() -> AsyncIterator[tuple[Tamperer, str]]:
     proxy = Tamperer("")
     app = web.Application()
     app.router.add_get("/{tail:.*}", proxy.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield proxy, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served_app(app) as url:
+        yield proxy, url
 
 
 async def test_prefix_on_a_resolves_verified_through_b(

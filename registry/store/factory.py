@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from registry.store.base import Store, StoreConfigError
 from registry.store.sqlite import SQLiteStore
+from registry.store.sqlite.threads import sqlite_location_problem
 
 __all__ = [
     "StoreConfigError",
@@ -21,6 +22,7 @@ __all__ = [
     "make_store",
     "open_store",
     "redact_location",
+    "sqlite_problem",
     "without_password",
 ]
 
@@ -61,6 +63,14 @@ def make_store(location: str | os.PathLike[str], *, readers: int = 4) -> Store:
     if location.startswith(SQLITE_SCHEME):
         location = location[len(SQLITE_SCHEME) :]
     return SQLiteStore(location, readers=readers)
+
+
+def sqlite_problem(location: str) -> str | None:
+    """For a SQLite ``location``: what keeps its file from being made there (its directory
+    missing or not writable), before anything is opened; None for other backends."""
+    if check_location(location) != "sqlite":
+        return None
+    return sqlite_location_problem(location.removeprefix(SQLITE_SCHEME))
 
 
 async def open_store(location: str | os.PathLike[str], *, readers: int = 4) -> Store:

@@ -8,6 +8,7 @@ the resolver only sees ``resolver.forward`` set or not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from resolver.config import Config
@@ -22,9 +23,15 @@ if TYPE_CHECKING:
 class Forwarding:
     """Sets ``resolver.forward`` from an :class:`Upstream` (or clears it)."""
 
-    def __init__(self, resolver: Resolver, config: Config) -> None:
+    def __init__(
+        self,
+        resolver: Resolver,
+        config: Config,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
+    ) -> None:
         self._resolver = resolver
         self._config = config
+        self._trace_configs = trace_configs  # tracing's, when on (resolver.tracing)
         self._session: aiohttp.ClientSession | None = None
         self.upstream: Upstream | None = None
 
@@ -40,7 +47,7 @@ class Forwarding:
             # which commands that never forward should not pay.
             import aiohttp
 
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(trace_configs=list(self._trace_configs) or None)
         config = self._config
         self._resolver.forward = Remote(
             self._session,

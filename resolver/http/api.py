@@ -7,6 +7,7 @@ renders the answer; every failure is a HandleError rendered by the app's middlew
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -48,11 +49,13 @@ from resolver.forward.base import (
     parse_hops,
 )
 from resolver.http.credentials import principal
-from resolver.http.keys import ECHO, NODE
+from resolver.http.keys import ECHO, NODE, ROOT_JWK
 from resolver.http.observe import adopt_incoming, response_code
 from resolver.http.respond import JSON_TYPE, cors, failure, json_response
 from resolver.metrics import LATENCY_BUCKETS
 from resolver.requestid import REQUEST_ID_HEADER
+
+log = logging.getLogger("idnode.http")
 
 
 def path_handle(request: web.Request, prefix: str = API_HANDLES) -> str:
@@ -325,15 +328,20 @@ async def list_handles(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     head = {"responseCode": SUCCESS.response_code, "prefix": prefix, "totalCount": str(total)}
-    await resp.write(orjson.dumps(head)[:-1] + b',"handles":[')
-    first = True
-    async for handles in chunks:
-        if handles:
-            part = orjson.dumps(handles)[1:-1]
-            await resp.write(part if first else b"," + part)
-            first = False
-    await resp.write(b"]}")
-    await resp.write_eof()
+    try:
+        await resp.write(orjson.dumps(head)[:-1] + b',"handles":[')
+        first = True
+        async for handles in chunks:
+            if handles:
+                part = orjson.dumps(handles)[1:-1]
+                await resp.write(part if first else b"," + part)
+                first = False
+        await resp.write(b"]}")
+        await resp.write_eof()
+    except ConnectionResetError:
+        # The client left mid-stream (a write found the connection closing before aiohttp
+        # cancelled this handler): its doing, and nothing left to answer.
+        log.debug("listing %s: the client left mid-stream", prefix)
     return resp
 
 
@@ -351,6 +359,9 @@ async def list_prefixes(request: web.Request) -> web.Response:
 
 
 def site_info(request: web.Request) -> dict[str, Any]:
+    """The site as the reference's ``/api/site`` shows it: this server's address and HTTP
+    interface, and its public key (the node's root key, which certified native replies are
+    signed with and the top-level's copy of the site record names)."""
     config = request.app[NODE].config
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     address = sock[0] if sock else config.http_host
@@ -363,6 +374,7 @@ def site_info(request: web.Request) -> dict[str, Any]:
             ("software", f"idnode {__version__}"),
             ("prefixes", ",".join(config.prefixes)),
         ],
+        public_key=request.app[ROOT_JWK],
     )
 
 

@@ -12,11 +12,13 @@ path does not allow — inside the boundary too, so every request is answered by
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from resolver.config import Config
 from resolver.http import api, audit, health, lifecycle, metrics, proxy, sessionsapi
-from resolver.http.keys import NODE
+from resolver.http.keys import NODE, ROOT_JWK
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
 from resolver.node import Node
@@ -67,6 +69,13 @@ OPERATIONS: dict[Handler, str] = {
 }
 
 
+async def _load_root_jwk(app: web.Application) -> None:
+    # Reading (and, with a passphrase, decrypting) the key file is no work for the loop.
+    keyring = app[NODE].keyring
+    root = await asyncio.get_running_loop().run_in_executor(None, keyring.key, 0)
+    app[ROOT_JWK] = root.public_jwk()
+
+
 def make_app(config: Config, node: Node) -> web.Application:
     """The HTTP app for ``config`` over ``node`` (whose lifetime is the caller's)."""
     app = web.Application(client_max_size=config.max_body)
@@ -74,14 +83,18 @@ def make_app(config: Config, node: Node) -> web.Application:
     node.cache.renderers[api.PUBLIC_JSON] = api.render_public
     app[NODE] = node
     app[lifecycle.APPLY_LIMIT] = lifecycle.ApplyLimit()
+    app.on_startup.append(_load_root_jwk)
     r = app.router
 
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:
         """``inline``: the handler is its own error boundary (see api.get_handle)."""
         resource = r.add_resource(path)
-        served = handler if inline else guard(handler, OPERATIONS.get(handler, "other"))
-        if config.access_log:  # then every request gets an id, to find its line by
+        op = OPERATIONS.get(handler, "resolve" if inline else "other")
+        served = handler if inline else guard(handler, op)
+        if config.access_log or node.tracing:  # every request gets an id, to find it by
             served = with_request_id(served)
+        if node.tracing is not None:
+            served = node.tracing.http(served, op)
         for method in methods:
             resource.add_route(method, served)
 

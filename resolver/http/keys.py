@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from registry.sessions import Session
@@ -11,3 +13,5 @@ NODE = web.AppKey("node", Node)
 ECHO = web.RequestKey("echo", str)  # the handle that error answers echo
 # The login session a 401 to this request should challenge in (else a new one).
 CHALLENGE = web.RequestKey("challenge", Session)
+# The node's root public key (JWK), loaded once at start-up: /api/site publishes it.
+ROOT_JWK = web.AppKey("root_jwk", dict[str, Any])

@@ -444,6 +444,8 @@ async def start_native(
     service = NativeService(
         node.resolver, b"", certifier, limits, recorder=recorder, executor=executor, admin=admin
     )
+    if node.tracing is not None:
+        node.tracing.native(service)
     listener = NativeListener(node, service, limits, executor)
     try:
         await _bind(listener, host, port, reuse_port)

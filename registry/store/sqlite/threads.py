@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from registry.store.base import StoreClosed, StoreDamaged
+from registry.store.base import StoreClosed, StoreConfigError, StoreDamaged
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -266,7 +266,8 @@ class Threads(Generic[V]):
                 conn.close()
                 raise
         except BaseException as exc:
-            _resolve_threadsafe(loop, ready, None, damage(exc, self._path) or exc)
+            refusal = damage(exc, self._path) or unopenable(exc, self._path) or exc
+            _resolve_threadsafe(loop, ready, None, refusal)
             _resolve_threadsafe(loop, done, None, None)
             return
         _resolve_threadsafe(loop, ready, None, None)
@@ -371,3 +372,23 @@ def damage(exc: BaseException, path: str) -> StoreDamaged | None:
     )
     damaged.__cause__ = exc
     return damaged
+
+
+def unopenable(exc: BaseException, path: str) -> StoreConfigError | None:
+    """The :class:`StoreConfigError` to raise for ``exc``, if SQLite could not open (or
+    create) the file at all: a location the operator has to fix, said in words."""
+    code = getattr(exc, "sqlite_errorcode", 0)
+    if not isinstance(exc, sqlite3.OperationalError) or code & 0xFF != sqlite3.SQLITE_CANTOPEN:
+        return None
+    return StoreConfigError(sqlite_location_problem(path) or f"cannot open {path} ({exc})")
+
+
+def sqlite_location_problem(path: str | os.PathLike[str]) -> str | None:
+    """What keeps a database file from being made at ``path`` (None: nothing seen)."""
+    shown = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"the directory of {shown} does not exist: create {parent}, or give another path"
+    if not os.path.exists(path) and not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {shown}: {parent} is not writable by this user"
+    return None
