@@ -15,11 +15,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from resolver.config import Config
+from resolver.console import routes as console
 from resolver.http import api, health, metrics, proxy
-from resolver.http.keys import NODE
+from resolver.http.keys import NODE, VERIFIER
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
 from resolver.node import Node
+from resolver.verification import LocalVerifier
 
 
 async def no_route(request: web.Request) -> web.StreamResponse:
@@ -63,6 +65,7 @@ def make_app(config: Config, node: Node) -> web.Application:
     # Cached records carry this API's rendering of them, through Redis too.
     node.cache.renderers[api.PUBLIC_JSON] = api.render_public
     app[NODE] = node
+    app[VERIFIER] = LocalVerifier(node)
     r = app.router
 
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:
@@ -90,6 +93,7 @@ def make_app(config: Config, node: Node) -> web.Application:
     route(("GET", "HEAD"), "/hrls/handles", api.reverse_lookup)
     route(("GET", "HEAD"), "/hrls/handles/", api.reverse_lookup)
     route(("*",), "/api" + TAIL, api.unknown_api)
+    console.install(app, config, route)
     route(("GET", "HEAD"), "/", proxy.landing)
     route(("GET", "HEAD"), "/resolve", proxy.resolve_form)
     route(("GET", "HEAD"), "/" + SOME_HANDLE, proxy.proxy)
