@@ -23,7 +23,7 @@ from resolver.node import Node
 
 PAGE = """<h1>Node $node</h1>
 <section aria-labelledby="ent"><h2 id="ent">Enterprise prefixes</h2>
-<table><thead><tr><th scope="col">Prefix</th><th scope="col">Identifiers</th>
+<table><thead><tr><th scope="col">Prefix</th><th scope="col" class="num">Identifiers</th>
 <th scope="col">State</th></tr></thead><tbody>$rows</tbody></table>
 <details><summary>Allocate an enterprise prefix</summary>
 <form method="post" action="/admin/node/prefixes" class="stack">$csrf
@@ -114,7 +114,7 @@ def stats_table(totals: Mapping[str, Mapping[str, int]]) -> Html:
     if not totals:
         return Html("<p>No resolutions or writes counted yet.</p>")
     names = sorted({n for counts in totals.values() for n in counts})
-    head = join(fill('<th scope="col">$n</th>', n=n) for n in names)
+    head = join(fill('<th scope="col" class="num">$n</th>', n=n) for n in names)
     rows = join(
         fill(
             '<tr><th scope="row">$p</th>$cells</tr>',

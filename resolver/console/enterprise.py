@@ -21,10 +21,10 @@ PAGE = """<h1>Prefix $prefix</h1>
 <dl class="facts"><dt>Identifiers</dt><dd>$total</dd><dt>Prefix handle</dt>
 <dd><a href="/admin/identifier?$prefix_q">$prefix_handle</a></dd></dl>
 <form method="get" action="/admin/prefix/$prefix" class="search" role="search">
-<label for="suffix">Suffix starts with</label>
-<input id="suffix" name="suffix" value="$suffix">
-<label for="url">or holds the URL <small>(* matches anything)</small></label>
-<input id="url" name="url" value="$url" placeholder="https://example.com/*">
+<div><label for="suffix">Suffix starts with</label>
+<input id="suffix" name="suffix" value="$suffix" placeholder="PUMP-"></div>
+<div><label for="url">or holds the URL <small>(* matches anything)</small></label>
+<input id="url" name="url" value="$url" placeholder="https://example.com/*"></div>
 <button type="submit">Search</button></form>
 <p><a class="button" href="/admin/identifier/new?$new_q">New identifier</a></p>
 <h2>$heading</h2>

@@ -156,7 +156,8 @@ PROGRESS = """<h1>Importing $name</h1>
 <progress id="bar" max="$total" value="$done">$done / $total</progress>
 <p id="figures" role="status" aria-live="polite">$figures</p>
 <ol id="errors" class="errors">$errors</ol></div>
-$refresh"""
+$refresh<p><a href="/admin/prefix/$prefix">Back to $prefix</a> ·
+<a href="/admin/import">Import another file</a></p>"""
 
 
 def figures(job: Job) -> str:
@@ -185,6 +186,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
         total=job.total,
         done=job.done,
         figures=figures(job),
+        prefix=session_of(request).prefix,
         errors=errors,
         refresh=Html("")
         if job.finished

@@ -240,13 +240,13 @@ def values_table(values: Sequence[Value], link: Any, url_href: Any) -> Html:
         rows.append(
             fill(
                 '<tr><td class="num">$i</td><td><code>$t</code>$perms</td>'
-                '<td class="data">$d</td><td>$ttl</td><td>$ts</td></tr>',
+                '<td class="data">$d</td><td class="nowrap">$ttl</td><td>$ts</td></tr>',
                 i=v.index,
                 t=v.type,
                 perms=perms,
                 d=data_html(v, link, url_href(v)),
                 ttl=ttl_text(v),
-                ts=when(v.timestamp),
+                ts=when(v.timestamp) if v.timestamp else "—",
             )
         )
     return fill(
