@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -39,10 +41,11 @@ class Console:
 
 
 @contextlib.asynccontextmanager
-async def console_server(tmp_path: Path) -> AsyncIterator[Console]:
+async def console_server(tmp_path: Path, **settings: Any) -> AsyncIterator[Console]:
+    """The test node's HTTP app on a real port, ``settings`` over its configuration."""
     data = tmp_path / "node"
     await init_node(data)
-    config = load(data, env={})
+    config = dataclasses.replace(load(data, env={}), **settings)
     node = await Node.open(config)
     app = make_app(config, node)
     server = TestServer(app, host="127.0.0.1", port=0)

@@ -105,6 +105,57 @@ async def test_sign_in_from_another_site_is_refused(console: Console) -> None:
         assert len(client.cookie_jar) == 0
 
 
+async def test_sign_in_needs_a_transport_that_may_carry_secrets(tmp_path: Path) -> None:
+    async with (
+        console_server(tmp_path, plain_credentials="never") as console,
+        console.client() as client,
+    ):
+        form = {"identity": identity(ENT8), "secret": SECRETS[ENT8]}
+        async with client.post(f"{console.url}/admin/signin", data=form) as resp:
+            assert resp.status == 403
+            assert "only over HTTPS" in await resp.text()
+        assert len(client.cookie_jar) == 0
+
+
+async def test_saving_a_prefix_handle_keeps_its_secret_unshown(console: Console) -> None:
+    handle = f"0.NA/{ENT8}"
+    async with console.client() as client:
+        csrf = await sign_in(console, client, ENT8)
+        async with client.get(f"{console.url}/admin/identifier", params={"handle": handle}) as r:
+            page = await r.text()
+        assert r.status == 200 and SECRETS[ENT8] not in page
+        assert 'value="HS_SECKEY"' in page and "secret: empty keeps it" in page
+        rows = {
+            "index_0": "100",
+            "type_0": "HS_ADMIN",
+            "data_0": json.dumps(
+                {
+                    "format": "admin",
+                    "value": {"handle": handle, "index": 300, "permissions": "111111111111"},
+                }
+            ),
+            "index_1": "300",
+            "type_1": "HS_SECKEY",
+            "data_1": "",
+            "perm_1": "1100",
+            "index_2": "5",
+            "type_2": "DESC",
+            "data_2": "Plant A",
+        }
+        form = {"csrf": csrf, "handle": handle, **rows}
+        form |= {k: "" for n in range(3) for k in (f"perm_{n}", f"ttl_{n}") if k not in form}
+        async with client.post(f"{console.url}/admin/identifier", data=form) as resp:
+            assert resp.status == 200, await resp.text()
+    async with console.client() as again:  # the same secret still signs in
+        await sign_in(console, again, ENT8)
+    async with (
+        aiohttp.ClientSession() as anon,
+        anon.get(f"{console.url}/api/handles/{handle}") as r,
+    ):
+        values = {v["index"]: v for v in (await r.json())["values"]}
+    assert values[5]["data"]["value"] == "Plant A" and 300 not in values  # secret: not public
+
+
 async def test_next_returns_only_to_console_pages(console: Console) -> None:
     async with console.client() as client:
         for target, landing in (
