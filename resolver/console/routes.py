@@ -16,6 +16,7 @@ from resolver.http.respond import Handler
 STATIC = Path(__file__).parent / "static"
 TYPES = {".css": "text/css", ".js": "text/javascript"}
 Route = Callable[[tuple[str, ...], str, Handler], None]
+GET, POST = ("GET", "HEAD"), ("POST",)
 
 
 async def static(request: web.Request) -> web.StreamResponse:
@@ -31,6 +32,28 @@ async def static(request: web.Request) -> web.StreamResponse:
     )
 
 
+ROUTES: tuple[tuple[tuple[str, ...], str, Handler], ...] = (
+    (GET, "/admin", signin.index),
+    (GET, "/admin/", signin.index),
+    (GET, "/admin/static/{name}", static),
+    (GET, "/admin/signin", signin.signin_page),
+    (POST, "/admin/signin", signin.signin),
+    (POST, "/admin/signout", signin.signout),
+    (GET, "/admin/node", dashboard.dashboard),
+    (POST, "/admin/node/prefixes", dashboard.allocate),
+    (GET, "/admin/prefix/{prefix}", enterprise.prefix_page),
+    (GET, "/admin/identifier", editor.edit_page),
+    (POST, "/admin/identifier", editor.save),
+    (GET, "/admin/identifier/new", editor.new_page),
+    (POST, "/admin/identifier/new", editor.create),
+    (POST, "/admin/identifier/delete", editor.delete),
+    (GET, "/admin/import", importer.import_form),
+    (POST, "/admin/import", importer.upload),
+    (GET, "/admin/import/{job}.json", importer.status),
+    (GET, "/admin/import/{job}", importer.progress),
+)
+
+
 async def _close_jobs(app: web.Application) -> None:
     await app[importer.JOBS].close()
 
@@ -40,22 +63,5 @@ def install(app: web.Application, config: Config, route: Route) -> None:
     app[SESSIONS] = SessionTable(config.console_idle, config.console_lifetime)
     app[importer.JOBS] = importer.Jobs()
     app.on_cleanup.append(_close_jobs)
-    get, post = ("GET", "HEAD"), ("POST",)
-    route(get, "/admin", signin.index)
-    route(get, "/admin/", signin.index)
-    route(get, "/admin/static/{name}", static)
-    route(get, "/admin/signin", signin.signin_page)
-    route(post, "/admin/signin", signin.signin)
-    route(post, "/admin/signout", signin.signout)
-    route(get, "/admin/node", dashboard.dashboard)
-    route(post, "/admin/node/prefixes", dashboard.allocate)
-    route(get, "/admin/prefix/{prefix}", enterprise.prefix_page)
-    route(get, "/admin/identifier", editor.edit_page)
-    route(post, "/admin/identifier", editor.save)
-    route(get, "/admin/identifier/new", editor.new_page)
-    route(post, "/admin/identifier/new", editor.create)
-    route(post, "/admin/identifier/delete", editor.delete)
-    route(get, "/admin/import", importer.import_form)
-    route(post, "/admin/import", importer.upload)
-    route(get, "/admin/import/{job}.json", importer.status)
-    route(get, "/admin/import/{job}", importer.progress)
+    for methods, path, handler in ROUTES:
+        route(methods, path, handler)

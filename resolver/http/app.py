@@ -57,6 +57,7 @@ OPERATIONS: dict[Handler, str] = {
     proxy.landing: "page",
     proxy.resolve_form: "page",
 }
+OPERATIONS |= {handler: "console" for _, _, handler in console.ROUTES}
 
 
 def make_app(config: Config, node: Node) -> web.Application:
