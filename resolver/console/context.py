@@ -113,7 +113,7 @@ def nav(request: web.Request) -> Html:
             '<li><a href="$href"$current>$label</a></li>',
             href=href,
             label=label,
-            current=Html(' aria-current="page"') if request.path == href else Html(""),
+            current=Html(' aria-current="page"') if request.path == href else EMPTY,
         )
         for href, label in links
     )

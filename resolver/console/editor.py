@@ -6,10 +6,11 @@ signed-in identity, so the registry alone decides what is allowed."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from registry.errors import HandleNotFound, InvalidHandle
+from registry.errors import InvalidHandle
 from registry.model.identifiers import parse
 from registry.model.values import HS_SECKEY, Value, type_key
 from resolver.console.context import (
@@ -21,7 +22,7 @@ from resolver.console.context import (
     show,
     signed_in,
 )
-from resolver.console.html import Html, csrf_field, esc, fill, join
+from resolver.console.html import EMPTY, Html, csrf_field, fill, join
 from resolver.console.valueform import Errors, Row, rows_from_form, rows_of, values_of
 from resolver.core import Query
 from resolver.http.keys import VERIFIER
@@ -54,7 +55,7 @@ def _input(n: int, name: str, value: str, label: str, errors: Errors, **attrs: s
         n=n,
         label=f"{label}, row {n + 1}",
         extra=extra,
-        described=described if error else Html(""),
+        described=described if error else EMPTY,
     )
     if tag == "textarea":
         rows = str(min(12, max(1, value.count("\n") + 1)))
@@ -70,7 +71,7 @@ def _input(n: int, name: str, value: str, label: str, errors: Errors, **attrs: s
 def _error(n: int, name: str, errors: Errors) -> Html:
     message = errors.get((n, name))
     if message is None:
-        return Html("")
+        return EMPTY
     return fill('<p class="field-error" id="err-$name-$n">$m</p>', name=name, n=n, m=message)
 
 
@@ -91,7 +92,7 @@ def editor(
                     row.data,
                     "Data",
                     errors,
-                    placeholder="secret: empty keeps it" if secret else "",
+                    **({"placeholder": "secret: empty keeps it"} if secret else {}),
                 ),
                 perm=_input(
                     n, "perm", row.permissions, "Permissions", errors, size="4", placeholder="1110"
@@ -103,7 +104,7 @@ def editor(
                 },
             )
         )
-    summary = Html("")
+    summary = EMPTY
     if errors:
         count = len(errors)
         summary = fill(
@@ -206,8 +207,6 @@ async def save(request: web.Request) -> web.StreamResponse:
 
 
 def _q(handle: str) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({"handle": handle})
 
 
@@ -228,7 +227,7 @@ def _new_page(
     error = (
         fill('<p class="field-error" id="err-suffix">$m</p>', m=suffix_error)
         if suffix_error
-        else Html("")
+        else EMPTY
     )
     hidden = fill(
         """<input type="hidden" name="prefix" value="$prefix">
@@ -240,7 +239,7 @@ def _new_page(
         error=error,
         invalid=Html('aria-invalid="true" aria-describedby="err-suffix"')
         if suffix_error
-        else Html(""),
+        else EMPTY,
     )
     body = fill(
         NEW,
@@ -292,6 +291,3 @@ async def delete(request: web.Request) -> web.StreamResponse:
         raise InvalidHandle("Tick the box to confirm the deletion")
     await node_of(request).registry.delete_record(ident, session_of(request).who)
     return done(request, f"Deleted {handle}.", f"/admin/prefix/{ident.prefix}")
-
-
-__all__ = ["HandleNotFound", "esc"]

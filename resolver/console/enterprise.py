@@ -11,7 +11,7 @@ from aiohttp import web
 
 from registry.model.identifiers import check_prefix, handle_key, prefix_handle
 from resolver.console.context import node_of, session_of, show, signed_in
-from resolver.console.html import Html, fill, join
+from resolver.console.html import EMPTY, Html, fill, join
 from resolver.node import Node
 
 PAGE_SIZE = 50
@@ -60,7 +60,7 @@ async def prefix_page(request: web.Request) -> web.StreamResponse:
     suffix, url = q.get("suffix", "").strip(), q.get("url", "").strip()
     page = int(q["page"]) if q.get("page", "").isdigit() else 0
     listing = await node.listings.list_handles(prefix, who, page, PAGE_SIZE)
-    pager = Html("")
+    pager = EMPTY
     if url:
         mine = handle_key(prefix) + "/"
         hits = await node.listings.reverse_lookup("URL", url, who, MAX_MATCHES)

@@ -28,7 +28,7 @@ from resolver.console.context import (
     show,
     signed_in,
 )
-from resolver.console.html import Html, csrf_field, fill, join
+from resolver.console.html import EMPTY, Html, csrf_field, fill, join
 from resolver.console.importfile import Item, items_of
 from resolver.http.respond import json_response
 from resolver.node import Node
@@ -188,7 +188,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
         figures=figures(job),
         prefix=session_of(request).prefix,
         errors=errors,
-        refresh=Html("")
+        refresh=EMPTY
         if job.finished
         else Html("<noscript><p>Reload to see progress.</p></noscript>"),
     )

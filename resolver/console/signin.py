@@ -24,7 +24,7 @@ from resolver.console.context import (
     session_of,
     signed_in,
 )
-from resolver.console.html import Html, fill, page
+from resolver.console.html import EMPTY, fill, page
 from resolver.http.credentials import transport_allows
 
 FORM = """<section class="signin">
@@ -45,7 +45,7 @@ $error
 def _form(
     request: web.Request, *, identity: str = "", error: str = "", status: int = 200, next_: str = ""
 ) -> web.Response:
-    shown = fill('<p class="error" role="alert">$e</p>', e=error) if error else Html("")
+    shown = fill('<p class="error" role="alert">$e</p>', e=error) if error else EMPTY
     body = fill(FORM, error=shown, identity=identity, next=next_ or request.query.get("next", ""))
     return page("Sign in", body, node=node_of(request).config.name, status=status)
 

@@ -4,7 +4,7 @@ read back into values with a message per field at fault.
 A row is index, type, data, permissions and TTL as text. Data is shown as the JSON API
 writes it: a string as it is, anything structured (HS_ADMIN, HS_SITE, HS_PUBKEY, ...) as
 its JSON ``{"format": ..., "value": ...}`` object; what is typed back is parsed the same way
-(text starting with ``{"format"`` is such an object, anything else a string), then checked
+(a JSON object with a ``format`` is such an object, anything else a string), then checked
 by the JSON API's own value parser. Secrets (HS_SECKEY) are never shown: a blank secret
 keeps the current one.
 """
@@ -19,10 +19,21 @@ from typing import Any
 
 from registry.errors import HandleError
 from registry.model.jsonvalues import data_to_json, value_from_json
-from registry.model.values import DEFAULT_TTL, HS_SECKEY, Value, permissions_to_text, type_key
+from registry.model.values import (
+    DEFAULT_TTL,
+    HS_ADMIN,
+    HS_PUBKEY,
+    HS_SECKEY,
+    HS_SITE,
+    HS_VLIST,
+    Value,
+    permissions_to_text,
+    type_key,
+)
 
 BLANK_ROWS = 3  # empty rows offered for new values
 MAX_ROWS = 2048  # a record's values at most
+STRUCTURED = {HS_ADMIN, HS_VLIST, HS_SITE, "HS_SITE.PREFIX", HS_PUBKEY}  # data is never text
 FIELDS = ("index", "type", "data", "perm", "ttl")  # a row's form fields, in Row's order
 Errors = dict[tuple[int, str], str]  # (row, field) → message
 
@@ -86,9 +97,19 @@ def rows_from_form(form: Mapping[str, Any]) -> list[Row]:
 
 
 def _data(row: Row) -> Any:
+    """The row's data as the JSON API's ``data`` field: a ``{"format": ..., "value": ...}``
+    object when the text is one, else the text. Text that starts like an object but is not
+    valid JSON is an error for a type whose data is structured, a string otherwise."""
     text = row.data
-    if text.lstrip().startswith('{"format"'):
-        return json.loads(text)  # a ValueError names the position
+    if text.lstrip().startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            if type_key(row.type.strip()) in STRUCTURED:
+                raise  # the message names the position
+            return text
+        if isinstance(obj, dict) and "format" in obj:
+            return obj
     return text
 
 
@@ -128,7 +149,10 @@ def values_of(rows: Sequence[Row], secrets: Mapping[int, bytes]) -> tuple[list[V
             obj["ttl"] = int(ttl)
         else:
             obj["ttl"] = DEFAULT_TTL
-        if row.secret and not row.data and number in secrets:
+        if row.secret and not row.data:
+            if number not in secrets:
+                errors[(n, "data")] = "Give the secret."
+                continue
             obj["data"] = {"format": "base64", "value": _b64(secrets[number])}
         else:
             try:
