@@ -73,6 +73,7 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_lands_on_the_role_home
         assert resp.status == 200
         assert "Content-Security-Policy" in resp.headers
         assert ENT8 in page and ENT9 in page and "Top-level link" in page
+        assert "<dt>Requests (http)</dt>" in page and "Cache hit ratio" in page
     async with console.client() as client:
         await sign_in(console, client, ENT8)
         async with client.get(f"{console.url}/admin/") as resp:

@@ -9,6 +9,7 @@ service functions as its HTTP API; until then an enterprise is either allocated 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 
@@ -34,7 +35,8 @@ PAGE = """<h1>Node $node</h1>
 <button type="submit">Allocate</button></form></details>
 </section>
 <section aria-labelledby="sync"><h2 id="sync">Top-level link</h2>$sync</section>
-<section aria-labelledby="stats"><h2 id="stats">Statistics</h2>$stats</section>"""
+<section aria-labelledby="stats"><h2 id="stats">Statistics</h2>$stats
+<h3>This process</h3>$process</section>"""
 
 
 async def enterprise_rows(node: Node) -> Html:
@@ -131,6 +133,26 @@ def stats_table(totals: Mapping[str, Mapping[str, int]]) -> Html:
     )
 
 
+def process_figures(node: Node, now: float) -> Html:
+    """What ``/metrics`` says of this serving process: uptime, requests per transport, the
+    record cache's hit ratio."""
+    by_transport: dict[str, int] = {}
+    for series in node.telemetry.requests.series():
+        found = TRANSPORT.search(series.labels)
+        name = found.group(1) if found else "?"
+        by_transport[name] = by_transport.get(name, 0) + series.count
+    stats = node.cache.stats
+    hits = stats.local_hits + stats.redis_hits
+    looked = hits + stats.misses
+    items = [("Up since", ago(node.telemetry.started, now))]
+    items += [(f"Requests ({name})", str(n)) for name, n in sorted(by_transport.items())]
+    items.append(("Cache hit ratio", f"{hits / looked:.1%} of {looked} lookups" if looked else "—"))
+    return definitions(items)
+
+
+TRANSPORT = re.compile(r'transport="([^"]*)"')
+
+
 @signed_in
 async def dashboard(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
@@ -143,6 +165,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         example=f"{node.config.prefixes[0]}.9",
         sync=await sync_section(node),
         stats=stats_table(await node.store.stats_totals()),
+        process=process_figures(node, time.time()),
     )
     return show(request, "Node", body)
 
