@@ -404,6 +404,19 @@ async def test_import_with_progress_reports_refused_lines(console: Console) -> N
         assert resp.status == 200
 
 
+async def test_an_upload_over_max_body_is_refused_on_a_page(console: Console) -> None:
+    limit = console.node.config.max_body
+    async with console.client() as client:
+        csrf = await sign_in(console, client, ENT8)
+        form = aiohttp.FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("file", io.BytesIO(b"x" * (limit + 1)), filename="big.jsonl")
+        async with client.post(f"{console.url}/admin/import", data=form) as resp:
+            assert resp.status == 400
+            assert resp.content_type == "text/html"
+            assert f"larger than {limit} bytes" in await resp.text()
+
+
 async def test_import_csv(console: Console) -> None:
     text = (
         "handle,index,type,data,ttl\n"

@@ -59,11 +59,12 @@ def signed_in(handler: ConsoleHandler) -> ConsoleHandler:
             target = request.path_qs if request.method == "GET" else "/admin/"
             return redirect("/admin/signin?" + _next_query(target))
         request[SESSION] = session
-        if request.method == "POST":
-            form = await read_form(request)
-            if not session.csrf_ok(str(form.get("csrf", ""))):
-                return error_page(request, 403, "This form has expired: reload and try again.")
         try:
+            if request.method == "POST":
+                form = await read_form(request)
+                if not session.csrf_ok(str(form.get("csrf", ""))):
+                    message = "This form has expired: reload and try again."
+                    return error_page(request, 403, message)
             return await handler(request)
         except HandleError as exc:
             return error_page(request, exc.status, exc.message or exc.outcome.name)
