@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import ssl
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -16,8 +17,9 @@ from registry.authz import Principal
 from registry.model.admin import AdminRef
 from resolver.console.importer import JOBS
 from resolver.console.sessions import SessionTable
-from tests.conftest import ENT8, ENT9, NODE_PREFIX, SECRETS, identity
+from tests.conftest import ENT8, ENT9, NODE_PREFIX, SECRETS, identity, in_process
 from tests.console_support import Console, console_server, sign_in
+from tests.test_serve import self_signed
 
 
 @pytest.fixture
@@ -104,6 +106,20 @@ async def test_sign_in_from_another_site_is_refused(console: Console) -> None:
         async with client.post(f"{console.url}/admin/signin", data=form, headers=headers) as r:
             assert r.status == 403
         assert len(client.cookie_jar) == 0
+
+
+async def test_over_tls_the_cookie_is_secure(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    settings = {"tls_cert": cert, "tls_key": key, "plain_credentials": "never"}
+    async with in_process(tmp_path / "node", **settings) as port, aiohttp.ClientSession() as c:
+        form = {"identity": identity(ENT8), "secret": SECRETS[ENT8]}
+        async with c.post(
+            f"https://127.0.0.1:{port}/admin/signin", data=form, ssl=ctx, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303
+            cookie = SimpleCookie(resp.headers["Set-Cookie"])["idnode_console"]
+    assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Strict"
 
 
 async def test_sign_in_needs_a_transport_that_may_carry_secrets(tmp_path: Path) -> None:
