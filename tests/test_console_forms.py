@@ -71,6 +71,8 @@ def test_each_field_at_fault_gets_its_message() -> None:
     assert errors[(5, "data")] == "Give the secret."
     assert errors[(7, "index")] == "Index 7 is used by another row too."
     assert errors[(4, "data")].startswith("Not valid JSON")
+    odd, errors = values_of([Row("²", "URL", "a"), Row("1", "URL", "b", "", "٣")], {})
+    assert odd == [] and set(errors) == {(0, "index"), (1, "ttl")}
     admin_rows = [Row("5", "HS_ADMIN", '{"format": "admin", "value": {"handle": "0.NA/X"}}')]
     _, errors = values_of(admin_rows, {})
     assert (0, "data") in errors  # the API's own parser: an admin needs index and permissions
@@ -105,6 +107,10 @@ def test_csv_rows_make_records_in_order() -> None:
     assert items[0].values[1].permissions == 0b1100
     (bad,) = items_of("x.csv", b"handle,type\n88.118.8/A,URL\n")
     assert bad.error == "the CSV header lacks the column(s) index, data"
+    huge = b"handle,index,type,data\n88.118.8/A,1,URL,a\n88.118.8/B,1,URL,%s\n" % (b"b" * 140_000)
+    read = items_of("x.csv", huge)
+    assert [i.line for i in read] == [2, 3]
+    assert read[-1].ident is None and read[-1].error.startswith("not readable as CSV")
     (not_text,) = items_of("x.jsonl", b"\xff\xfe")
     assert not_text.error == "the file is not UTF-8 text"
 

@@ -58,7 +58,8 @@ async def prefix_page(request: web.Request) -> web.StreamResponse:
     prefix = check_prefix(request.match_info["prefix"])
     q = request.query
     suffix, url = q.get("suffix", "").strip(), q.get("url", "").strip()
-    page = int(q["page"]) if q.get("page", "").isdigit() else 0
+    raw_page = q.get("page", "")
+    page = int(raw_page) if raw_page.isascii() and raw_page.isdigit() else 0
     listing = await node.listings.list_handles(prefix, who, page, PAGE_SIZE)
     pager = EMPTY
     if url:

@@ -60,13 +60,19 @@ def _csv_items(text: str) -> Iterator[Item]:
         return
     start, handle = 0, ""  # the record being gathered
     rows: list[dict[str, Any]] = []
-    for row in reader:
-        line = reader.line_num
-        if row["handle"] and handle_key(row["handle"]) != handle_key(handle):
-            if rows:
-                yield _csv_record(start, handle, rows)
-            start, handle, rows = line, row["handle"], []
-        rows.append(row)
+    try:
+        for row in reader:
+            line = reader.line_num
+            if row["handle"] and handle_key(row["handle"]) != handle_key(handle):
+                if rows:
+                    yield _csv_record(start, handle, rows)
+                start, handle, rows = line, row["handle"], []
+            rows.append(row)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        if rows:
+            yield _csv_record(start, handle, rows)
+        yield Item(reader.line_num + 1, None, [], f"not readable as CSV from here on: {exc}")
+        return
     if rows:
         yield _csv_record(start, handle, rows)
 

@@ -79,7 +79,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     form = await read_form(request)
     text = str(form.get("identity", "")).strip()
-    secret = str(form.get("secret", "")).encode("utf-8")
+    secret = str(form.get("secret", "")).encode("utf-8", "replace")
     next_ = str(form.get("next", ""))
     if _cross_site(request):
         return _form(request, identity=text, error="Sign in from this site's page.", status=403)

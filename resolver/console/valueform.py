@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from registry.model.values import (
 
 BLANK_ROWS = 3  # empty rows offered for new values
 MAX_ROWS = 2048  # a record's values at most
+DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() takes "²" too
 STRUCTURED = {HS_ADMIN, HS_VLIST, HS_SITE, "HS_SITE.PREFIX", HS_PUBKEY}  # data is never text
 FIELDS = ("index", "type", "data", "perm", "ttl")  # a row's form fields, in Row's order
 Errors = dict[tuple[int, str], str]  # (row, field) → message
@@ -123,7 +125,7 @@ def values_of(rows: Sequence[Row], secrets: Mapping[int, bytes]) -> tuple[list[V
         if row.blank:
             continue
         index = row.index.strip()
-        if not index.isdigit() or not 1 <= int(index) <= 2**31 - 1:
+        if not DIGITS.fullmatch(index) or not 1 <= int(index) <= 2**31 - 1:
             errors[(n, "index")] = "An index is a whole number from 1."
             continue
         number = int(index)
@@ -143,7 +145,7 @@ def values_of(rows: Sequence[Row], secrets: Mapping[int, bytes]) -> tuple[list[V
                 continue
             obj["permissions"] = perm
         if ttl:
-            if not ttl.lstrip("-").isdigit():
+            if not DIGITS.fullmatch(ttl.removeprefix("-")):
                 errors[(n, "ttl")] = "A TTL is a whole number of seconds."
                 continue
             obj["ttl"] = int(ttl)
