@@ -160,6 +160,13 @@ async def test_console_in_chromium(tmp_path: Path, browser: Browser, shots: Path
         await expect(keys.first).to_be_visible()
         await snap(page, shots, "07-record-page-keys")
 
+        # The landing page's resolve box leads to the record page too.
+        await page.goto(f"{console.url}/")
+        await snap(page, shots, "09-landing")
+        await page.get_by_label("identifier").fill(f"{ENT8}/SENSOR-42")
+        await page.get_by_role("button", name="Resolve").click()
+        await expect(page.get_by_role("heading", name=f"{ENT8}/SENSOR-42")).to_be_visible()
+
         # An import, its progress followed by the page's script.
         source = tmp_path / "items.jsonl"
         source.write_text(

@@ -21,39 +21,35 @@ from resolver.verification import SignatureStatus, VerifyError
 
 HTML = "text/html"
 
-LANDING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{name} — idnode</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem}}
-input{{font-size:1.1rem;padding:.4rem;width:70%}}button{{font-size:1.1rem;padding:.4rem 1rem}}
-code{{background:#f3f3f3;padding:.1rem .3rem}}</style></head>
-<body><h1>{name}</h1>
-<p>Identifier resolution for prefix{plural} {prefixes}.</p>
-<form action="/resolve" method="get">
-<input name="handle" placeholder="{example}" aria-label="identifier" autofocus>
+LANDING = """<section class="landing"><h1>$name</h1>
+<p>Identifier resolution for prefix$plural $prefixes.</p>
+<form action="/resolve" method="get" class="resolve-box big">
+<input name="handle" placeholder="$example" aria-label="identifier" autofocus>
 <button type="submit">Resolve</button></form>
-<p>API: <code>GET /api/handles/{example}</code> · <a href="/api/site">site information</a></p>
-</body></html>
-"""
+<p>API: <code>GET /api/handles/$example</code> · <a href="/api/site">site information</a>
+· <a href="/admin/">admin console</a></p></section>"""
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 
 
-def _page(title: str, body: str, status: int = 200) -> web.Response:
-    doc = (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title></head><body>{body}</body></html>\n"
+def _page(title: str, body: Html, status: int = 200, node: str = "idnode") -> web.Response:
+    doc = recordpage.layout(title, node, body)
+    return web.Response(
+        text=doc, status=status, content_type=HTML, charset="utf-8", headers=HEADERS
     )
-    return web.Response(text=doc, status=status, content_type=HTML, charset="utf-8")
 
 
 async def landing(request: web.Request) -> web.Response:
     config = request.app[NODE].config
     prefixes = config.prefixes
-    doc = LANDING.format(
-        name=html.escape(config.name),
+    body = fill(
+        LANDING,
+        name=config.name,
         plural="es" if len(prefixes) > 1 else "",
-        prefixes=", ".join(html.escape(p) for p in prefixes),
-        example=html.escape(f"{prefixes[0]}/example"),
+        prefixes=", ".join(prefixes),
+        example=f"{prefixes[0]}/example",
     )
-    return web.Response(text=doc, content_type=HTML, charset="utf-8")
+    doc = recordpage.layout(config.name, config.name, body, search=False)
+    return web.Response(text=doc, content_type=HTML, charset="utf-8", headers=HEADERS)
 
 
 async def resolve_form(request: web.Request) -> web.Response:
@@ -112,23 +108,15 @@ async def _values_page(
         return redirect_target(v.data, schemes) if type_key(v.type) == URL else None
 
     line = await _signature_line(request, answer) if checked else EMPTY
-    doc = fill(
-        recordpage.PAGE,
-        title=f"{title} — {answer.handle}",
-        node=node.config.name,
+    body = fill(
+        recordpage.RECORD,
         handle=answer.handle,
         intro=intro,
         status=line,
         table=recordpage.values_table(answer.values, proxy_path, url_href),
         json="/api/handles/" + quote(answer.handle, safe="/:"),
     )
-    return web.Response(
-        text=doc,
-        status=status,
-        content_type=HTML,
-        charset="utf-8",
-        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"},
-    )
+    return _page(f"{title} — {answer.handle}", body, status, node.config.name)
 
 
 async def _signature_line(request: web.Request, answer: Answer) -> Html:
@@ -174,11 +162,8 @@ async def proxy(request: web.Request) -> web.Response:
             raise
         title = "Error - Not Found" if isinstance(exc, HandleNotFound) else "Error"
         text = exc.message or ("Not Found" if isinstance(exc, HandleNotFound) else "Error")
-        return _page(
-            title,
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(handle)}: {html.escape(text)}</p>",
-            exc.status,
-        )
+        body = fill('<h1>$t</h1><p class="error">$h: $m</p>', t=title, h=handle, m=text)
+        return _page(title, body, exc.status, node.config.name)
     outcome = answer.outcome
     if answer.referral is not None:
         return await _referral(request, answer, outcome)

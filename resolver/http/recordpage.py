@@ -257,15 +257,24 @@ def values_table(values: Sequence[Value], link: Any, url_href: Any) -> Html:
     )
 
 
-PAGE = """<!doctype html>
+# The public pages (landing, record, errors): the console's stylesheet, no script at all.
+LAYOUT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>$title</title><link rel="stylesheet" href="/admin/static/console.css"></head>
-<body><header class="top"><a class="brand" href="/">$node</a>
-<form action="/resolve" method="get" class="resolve-box" role="search">
-<input name="handle" aria-label="identifier" placeholder="identifier">
-<button type="submit">Resolve</button></form></header>
-<main><h1>$handle</h1>$intro$status
-<section>$table</section>
-<p><a href="$json">This record as JSON</a></p></main></body></html>
+<body><header class="top"><a class="brand" href="/">$node</a>$search</header>
+<main>$body</main></body></html>
 """
+
+SEARCH = """<form action="/resolve" method="get" class="resolve-box" role="search">
+<input name="handle" aria-label="identifier" placeholder="identifier">
+<button type="submit">Resolve</button></form>"""
+
+RECORD = """<h1>$handle</h1>$intro$status
+<section>$table</section>
+<p><a href="$json">This record as JSON</a></p>"""
+
+
+def layout(title: str, node: str, body: Html, *, search: bool = True) -> str:
+    """A public page: ``body`` under the header (with the resolve box when ``search``)."""
+    return fill(LAYOUT, title=title, node=node, body=body, search=Html(SEARCH) if search else EMPTY)
