@@ -102,6 +102,8 @@ class Config:
     sync_poll: float = 1.0  # seconds between outbox checks (local writes wake it at once)
     sync_retry_max: float = 60.0  # longest wait between retries when the top-level fails
     audit_retention_days: int = 400  # audit log entries older than this are pruned
+    console_idle: float = 1800.0  # seconds a console session lives without a request
+    console_lifetime: float = 43200.0  # seconds a console session lives after sign-in
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -226,6 +228,8 @@ def _coerce(name: str, raw: Any) -> Any:
             "body_timeout",
             "keepalive_timeout",
             "ready_timeout",
+            "console_idle",
+            "console_lifetime",
         ):
             number = float(raw)
             if not number > 0:

@@ -85,6 +85,6 @@ Try, once it is serving on {base}:
        -d '{{"values":[{{"index":1,"type":"URL","data":"https://example.com/new"}}]}}' \\
        {base}/api/handles/{ENTERPRISE}/NEW-001
   curl -s -u '{ent}' '{base}/api/handles?prefix={ENTERPRISE}&page=0&pageSize=10'
-  open {base}/ in a browser
+  open {base}/ in a browser, and the admin console at {base}/admin/
 """)
     return 0

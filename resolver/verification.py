@@ -8,9 +8,11 @@ check it offline with :func:`registry.signing.verify.verify_record`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +110,54 @@ async def verify_handle(
     """Resolve ``handle`` at ``server`` and verify it (and its chain) offline."""
     async with aiohttp.ClientSession() as session:
         return await verify_with(http_fetch(session, server), handle, trust_roots)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureStatus:
+    """A record's signature as a person reads it: ``verified`` (by ``signer``, up to a
+    trusted root), ``unsigned`` (no signature at all) or ``failed`` (``reasons``)."""
+
+    state: str
+    signer: str = ""
+    expires: int | None = None
+    reasons: tuple[str, ...] = ()
+
+
+def status_of(report: Report) -> SignatureStatus:
+    """The person's view of ``report``: verified only when every public value is."""
+    if not report.signatures:
+        return SignatureStatus("unsigned")
+    if report.ok:
+        best = next(s for s in report.signatures if s.trusted)
+        chain = " → ".join(best.chain) or best.issuer or "?"
+        return SignatureStatus("verified", chain, best.expires)
+    return SignatureStatus("failed", reasons=tuple(report.reasons) or ("not verified",))
+
+
+class LocalVerifier:
+    """Checks this node's records as a client would (:func:`verify_record`), from the
+    node's own answers: the chain must end at the top-level root once the node forwards to
+    a top-level node, else at the node's own root key (read once, off the event loop)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._root: dict[str, Any] | None = None
+
+    async def trust_roots(self) -> list[Mapping[str, Any]]:
+        upstream = self.node.forwarding.upstream
+        if upstream is not None:
+            return list(upstream.trust_roots)
+        if self._root is None:
+            keyring = self.node.keyring
+            self._root = await asyncio.to_thread(lambda: keyring.key(0).public_jwk())
+        return [self._root]
+
+    async def status(self, handle: str, values: Sequence[Value]) -> SignatureStatus:
+        report = await verify_record(
+            handle,
+            values,
+            fetch=local_fetch(self.node),
+            trust_roots=await self.trust_roots(),
+            now=int(time.time()),
+        )
+        return status_of(report)

@@ -17,11 +17,13 @@ import asyncio
 from aiohttp import web
 
 from resolver.config import Config
+from resolver.console import routes as console
 from resolver.http import api, audit, health, lifecycle, metrics, proxy, sessionsapi
-from resolver.http.keys import NODE, ROOT_JWK
+from resolver.http.keys import NODE, ROOT_JWK, VERIFIER
 from resolver.http.observe import with_request_id
 from resolver.http.respond import Handler, guard
 from resolver.node import Node
+from resolver.verification import LocalVerifier
 
 
 async def no_route(request: web.Request) -> web.StreamResponse:
@@ -67,6 +69,7 @@ OPERATIONS: dict[Handler, str] = {
     proxy.landing: "page",
     proxy.resolve_form: "page",
 }
+OPERATIONS |= {handler: "console" for _, _, handler in console.ROUTES}
 
 
 async def _load_root_jwk(app: web.Application) -> None:
@@ -84,6 +87,7 @@ def make_app(config: Config, node: Node) -> web.Application:
     app[NODE] = node
     app[lifecycle.APPLY_LIMIT] = lifecycle.ApplyLimit()
     app.on_startup.append(_load_root_jwk)
+    app[VERIFIER] = LocalVerifier(node)
     r = app.router
 
     def route(methods: tuple[str, ...], path: str, handler: Handler, inline: bool = False) -> None:
@@ -125,6 +129,7 @@ def make_app(config: Config, node: Node) -> web.Application:
     route(("POST",), "/api/sessions/", sessionsapi.create_session)
     route(("GET", "HEAD", "PUT", "POST", "DELETE"), "/api/sessions/this", sessionsapi.this_session)
     route(("*",), "/api" + TAIL, api.unknown_api)
+    console.install(app, config, route)
     route(("GET", "HEAD"), "/", proxy.landing)
     route(("GET", "HEAD"), "/resolve", proxy.resolve_form)
     route(("GET", "HEAD"), "/" + SOME_HANDLE, proxy.proxy)

@@ -11,47 +11,45 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from registry.errors import HandleError, HandleNotFound, Outcome
-from registry.model.jsonvalues import data_to_json, iso_time
-from registry.model.values import URL, type_key
+from registry.model.values import URL, Value, type_key
+from resolver.console.html import CSP, EMPTY, Html, fill
 from resolver.core import Answer, Query
+from resolver.http import recordpage
 from resolver.http.api import answer_response, path_handle
-from resolver.http.keys import ECHO, NODE
+from resolver.http.keys import ECHO, NODE, VERIFIER
+from resolver.verification import SignatureStatus, VerifyError
 
 HTML = "text/html"
 
-LANDING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{name} — idnode</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem}}
-input{{font-size:1.1rem;padding:.4rem;width:70%}}button{{font-size:1.1rem;padding:.4rem 1rem}}
-code{{background:#f3f3f3;padding:.1rem .3rem}}</style></head>
-<body><h1>{name}</h1>
-<p>Identifier resolution for prefix{plural} {prefixes}.</p>
-<form action="/resolve" method="get">
-<input name="handle" placeholder="{example}" aria-label="identifier" autofocus>
+LANDING = """<section class="landing"><h1>$name</h1>
+<p>Identifier resolution for prefix$plural $prefixes.</p>
+<form action="/resolve" method="get" class="resolve-box big">
+<input name="handle" placeholder="$example" aria-label="identifier" autofocus>
 <button type="submit">Resolve</button></form>
-<p>API: <code>GET /api/handles/{example}</code> · <a href="/api/site">site information</a></p>
-</body></html>
-"""
+<p>API: <code>GET /api/handles/$example</code> · <a href="/api/site">site information</a>
+· <a href="/admin/">admin console</a></p></section>"""
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 
 
-def _page(title: str, body: str, status: int = 200) -> web.Response:
-    doc = (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title></head><body>{body}</body></html>\n"
+def _page(title: str, body: Html, status: int = 200, node: str = "idnode") -> web.Response:
+    doc = recordpage.layout(title, node, body)
+    return web.Response(
+        text=doc, status=status, content_type=HTML, charset="utf-8", headers=HEADERS
     )
-    return web.Response(text=doc, status=status, content_type=HTML, charset="utf-8")
 
 
 async def landing(request: web.Request) -> web.Response:
     config = request.app[NODE].config
     prefixes = config.prefixes
-    doc = LANDING.format(
-        name=html.escape(config.name),
+    body = fill(
+        LANDING,
+        name=config.name,
         plural="es" if len(prefixes) > 1 else "",
-        prefixes=", ".join(html.escape(p) for p in prefixes),
-        example=html.escape(f"{prefixes[0]}/example"),
+        prefixes=", ".join(prefixes),
+        example=f"{prefixes[0]}/example",
     )
-    return web.Response(text=doc, content_type=HTML, charset="utf-8")
+    doc = recordpage.layout(config.name, config.name, body, search=False)
+    return web.Response(text=doc, content_type=HTML, charset="utf-8", headers=HEADERS)
 
 
 async def resolve_form(request: web.Request) -> web.Response:
@@ -92,45 +90,64 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _values_page(
+async def _values_page(
+    request: web.Request,
     answer: Answer,
     schemes: tuple[str, ...],
     *,
     title: str = "Handle Proxy",
-    intro: str = "",
+    intro: Html = EMPTY,
     status: int = 200,
+    checked: bool = True,
 ) -> web.Response:
-    rows = []
-    for v in answer.values:
-        data = data_to_json(v.type, v.data)
-        shown = data["value"] if isinstance(data["value"], str) else str(data["value"])
-        cell = html.escape(shown)
-        if type_key(v.type) == URL and redirect_target(v.data, schemes) is not None:
-            cell = f'<a href="{html.escape(shown, quote=True)}">{cell}</a>'
-        rows.append(
-            f"<tr><td>{v.index}</td><td>{html.escape(v.type)}</td><td>{cell}</td>"
-            f"<td>{iso_time(v.timestamp)}</td></tr>"
-        )
-    body = (
-        f'<h1>{html.escape(answer.handle)}</h1>{intro}<table border="1" cellpadding="4">'
-        "<tr><th>Index</th><th>Type</th><th>Data</th><th>Timestamp</th></tr>"
-        + "".join(rows)
-        + "</table>"
+    """The record page (:mod:`resolver.http.recordpage`); ``checked``: with the record's
+    signature status (not for a referral's site values)."""
+    node = request.app[NODE]
+
+    def url_href(v: Value) -> str | None:
+        return redirect_target(v.data, schemes) if type_key(v.type) == URL else None
+
+    line = await _signature_line(request, answer) if checked else EMPTY
+    body = fill(
+        recordpage.RECORD,
+        handle=answer.handle,
+        intro=intro,
+        status=line,
+        table=recordpage.values_table(answer.values, proxy_path, url_href),
+        json="/api/handles/" + quote(answer.handle, safe="/:"),
     )
-    return _page(f"{title} — {answer.handle}", body, status)
+    return _page(f"{title} — {answer.handle}", body, status, node.config.name)
 
 
-def _referral(request: web.Request, answer: Answer, outcome: Outcome) -> web.Response:
+async def _signature_line(request: web.Request, answer: Answer) -> Html:
+    """Whether the answer's signatures verify: another node's answer as forwarding checked
+    it (up to the top-level root), this node's checked here as a client would."""
+    if answer.verified is not None:
+        if answer.verified:
+            chain = SignatureStatus("verified", "a chain to the top-level root")
+            return recordpage.status_html(chain)
+        reason = answer.unverified_reason or "not verified"
+        return recordpage.status_html(SignatureStatus("failed", reasons=(reason,)))
+    try:
+        status = await request.app[VERIFIER].status(answer.handle, answer.values)
+    except (HandleError, VerifyError) as exc:
+        status = SignatureStatus("failed", reasons=(f"could not be checked: {exc}",))
+    return recordpage.status_html(status)
+
+
+async def _referral(request: web.Request, answer: Answer, outcome: Outcome) -> web.Response:
     """A referral as the API tells it (HTTP 300): its JSON, or a page naming the prefix
     record to follow, with the site values it carries — never as the handle's own values."""
     if _wants_json(request):
         return answer_response(answer.handle, answer, outcome)
     assert answer.referral is not None
-    intro = (
-        "<p>Served by another node: follow its prefix record "
-        f"<b>{html.escape(answer.referral)}</b>, whose sites are these.</p>"
+    intro = fill(
+        "<p>Served by another node: follow its prefix record <b>$r</b>, whose sites are these.</p>",
+        r=answer.referral,
     )
-    return _values_page(answer, (), title="Referral", intro=intro, status=outcome.http)
+    return await _values_page(
+        request, answer, (), title="Referral", intro=intro, status=outcome.http, checked=False
+    )
 
 
 async def proxy(request: web.Request) -> web.Response:
@@ -145,14 +162,11 @@ async def proxy(request: web.Request) -> web.Response:
             raise
         title = "Error - Not Found" if isinstance(exc, HandleNotFound) else "Error"
         text = exc.message or ("Not Found" if isinstance(exc, HandleNotFound) else "Error")
-        return _page(
-            title,
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(handle)}: {html.escape(text)}</p>",
-            exc.status,
-        )
+        body = fill('<h1>$t</h1><p class="error">$h: $m</p>', t=title, h=handle, m=text)
+        return _page(title, body, exc.status, node.config.name)
     outcome = answer.outcome
     if answer.referral is not None:
-        return _referral(request, answer, outcome)
+        return await _referral(request, answer, outcome)
     schemes = node.config.redirect_schemes
     if not noredirect:
         # The first URL value that can be redirected to; with none, the values page.
@@ -175,4 +189,4 @@ async def proxy(request: web.Request) -> web.Response:
                 )
     if _wants_json(request):
         return answer_response(handle, answer, outcome)
-    return _values_page(answer, schemes)
+    return await _values_page(request, answer, schemes)
