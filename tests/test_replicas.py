@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import ENT8, init_node
+from tests.conftest import ENT8, ENT8_ADMIN, init_node
 from tests.pgcluster import Cluster, Server, cluster
 from tests.test_cache_processes import (
     DEADLINE,
@@ -152,6 +152,38 @@ async def test_reads_from_the_replica_never_lag_the_writes(hosts: Hosts) -> None
         lag_bytes, lag_seconds = labelled(m, LAG_BYTES), labelled(m, LAG_SECONDS)
         assert lag_bytes is not None and 0 <= lag_bytes < 16 << 20, m
         assert lag_seconds is not None and 0 <= lag_seconds < 10, m
+
+
+async def listed(session: aiohttp.ClientSession, n: Node, path: str) -> object:
+    async with session.get(n.served.url + path, headers=ENT8_ADMIN) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def test_listings_and_reverse_lookup_from_the_replica_see_each_write(
+    hosts: Hosts, pair: Pair
+) -> None:
+    """A handle created through one host is at once in the other host's listing and
+    reverse lookup (reads a replica may answer), with the replica streaming and paused."""
+    async with aiohttp.ClientSession() as session:
+        await in_step(session, hosts.a, hosts.b)
+        try:
+            for i in range(40):
+                if i == 20:
+                    await _sql(pair.standby.url(), "SELECT pg_wal_replay_pause()")
+                writer, reader = ((hosts.a, hosts.b), (hosts.b, hosts.a))[i % 2]
+                handle, value = f"{ENT8}/LISTED-{i:02}", url_of("listed", i)
+                assert await put_url(session, writer, handle, value) == 201
+                path = f"/api/handles?prefix={ENT8}&pageSize=100"
+                listing = await listed(session, reader, path)
+                assert isinstance(listing, dict) and handle in listing["handles"], (i, listing)
+                assert int(listing["totalCount"]) == i + 1
+                found = await listed(session, reader, f"/hrls/handles/?URL={value}")
+                assert found == [handle], (i, found)
+        finally:
+            await _sql(pair.standby.url(), "SELECT pg_wal_replay_resume()")
+        m = await metrics(session, hosts.a)
+    assert (labelled(m, READS) or 0) > 0, m
 
 
 async def test_a_paused_replica_is_not_read(hosts: Hosts, pair: Pair) -> None:
