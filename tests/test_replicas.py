@@ -261,9 +261,28 @@ async def test_primary_restarted_mid_run(hosts: Hosts, pair: Pair) -> None:
                 after += restarted.is_set()
             n += 1
 
+    async def reader(session: aiohttp.ClientSession) -> None:
+        """Acknowledged writes read back through the other host meanwhile: each is there,
+        or the read is refused (503) while the database is away; never not found."""
+        i = 0
+        while not stop.is_set():
+            if not acked:
+                await asyncio.sleep(0.01)
+                continue
+            i += 1
+            handle, value = acked[(i * 7919) % len(acked)]
+            k = int(handle.split("-")[1])
+            status, got, _ = await get_url(session, (hosts.b, hosts.a)[k % 2], handle)
+            reads[status] = reads.get(status, 0) + 1
+            if status != 503 and (status, got) != (200, value):
+                stale.append((handle, value, status, got))
+
+    reads: dict[int, int] = {}
+    stale: list[tuple[str, str, int, str | None]] = []
     async with aiohttp.ClientSession() as session:
         await in_step(session, hosts.a, hosts.b)
         tasks = [asyncio.create_task(writer(k, session)) for k in range(WRITERS)]
+        tasks.append(asyncio.create_task(reader(session)))
         loop = asyncio.get_running_loop()
         try:
             deadline = loop.time() + DEADLINE
@@ -281,6 +300,9 @@ async def test_primary_restarted_mid_run(hosts: Hosts, pair: Pair) -> None:
             await asyncio.gather(*tasks)
         assert set(statuses) <= {201, 503}, statuses  # refused cleanly, or acknowledged
         assert statuses.get(503, 0) > 0, statuses  # the restart did meet writes in flight
+        assert stale == [], stale[:5]
+        assert reads.get(200, 0) > 0, reads
+        print(f"writes answered {statuses}, reads answered {reads}")
 
         # Nothing acknowledged was lost: every write is in the database ...
         conn = await asyncpg.connect(hosts.dsn)
