@@ -25,7 +25,16 @@ from registry.model.values import Value, check_unique
 from registry.reporting import reports_for
 from registry.secrets import Sealer
 from registry.signer import RecordSigner
-from registry.store.base import Change, Delete, Mutation, Put, PutEncoded, Record, Store
+from registry.store.base import (
+    Change,
+    Delete,
+    Mutation,
+    Put,
+    PutEncoded,
+    Record,
+    Store,
+    StoreUnavailable,
+)
 from registry.writes import edits, imports, keys
 from registry.writes.edits import WriteResult
 from registry.writes.imports import ImportResult
@@ -117,7 +126,14 @@ class Registry:
             extra = reports_for(records, changes, self.homed_keys, self._now(), self.stats_seconds)
             return [*changes, *extra], result
 
-        result = await self.store.transact(keys, reported)
+        try:
+            result = await self.store.transact(keys, reported)
+        except StoreUnavailable:
+            # Perhaps committed (the connection lost while committing): what it may have
+            # replaced is dropped all the same (a needless invalidation costs one miss).
+            if touched:
+                await self._notify(touched)
+            raise
         if touched:
             await self._notify(touched)
         return result
