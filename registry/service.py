@@ -54,7 +54,16 @@ from registry.prefixstates import PrefixStates
 from registry.reporting import reports_for
 from registry.secrets import Sealer
 from registry.signer import RecordSigner
-from registry.store.base import Change, Delete, Mutation, Put, PutEncoded, Record, Store
+from registry.store.base import (
+    Change,
+    Delete,
+    Mutation,
+    Put,
+    PutEncoded,
+    Record,
+    Store,
+    StoreUnavailable,
+)
 from registry.writes import edits, imports, keys
 from registry.writes.edits import WriteResult
 from registry.writes.guard import NeedKeys, check_changes, template_keys
@@ -227,6 +236,12 @@ class Registry:
                 extra_keys |= more.keys
             except InsufficientPermissions as exc:
                 await self.refused(ctx.caller, ctx.identity, keys[0], exc.message or "")
+                raise
+            except StoreUnavailable:
+                # Perhaps committed (the connection lost while committing): what it may have
+                # replaced is dropped all the same (a needless invalidation costs one miss).
+                if touched:
+                    await self._notify(touched)
                 raise
         else:  # the templates declared changed under each attempt: unlikely, not wrong
             raise ServerBusy("the record's template kept changing; try again")

@@ -176,6 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         access_log=True if args.access_log else None,
         ready_requires_redis=args.ready_requires_redis,
+        store_replicas=args.store_replicas,
         **{kind.name: getattr(args, kind.name) for kind in LISTENER_KINDS},
     )
     require_keys(config)  # here too: refused once, before any worker starts
@@ -183,6 +184,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Workers are started with the flags they need, not this one: they find the store
         # in the environment they inherit.
         os.environ["IDNODE_STORE"] = args.store
+    if args.store_replicas:
+        os.environ["IDNODE_STORE_REPLICAS"] = args.store_replicas
     run(config, services=[SyncAgent], serving=Serving(reuse_port=args.reuse_port))
     return 0
 
@@ -453,6 +456,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers", type=positive_int, help="worker processes sharing the listeners' ports"
+    )
+    p.add_argument(
+        "--store-replicas",
+        metavar="URL,URL",
+        help="PostgreSQL read replicas (streaming standbys) that resolution reads may use, "
+        "held to every write this host heard of (default from config: none)",
     )
     p.add_argument(
         "--redis",

@@ -19,6 +19,7 @@ from registry.store.factory import (
     URL,
     StoreConfigError,
     check_location,
+    check_replicas,
     redact_location,
 )
 
@@ -83,6 +84,7 @@ class Config:
     ready_requires_redis: bool = True  # Redis down makes the node not ready (see README)
     otel_endpoint: str | None = None  # OTLP/HTTP traces URL: trace requests (the otel extra)
     store: str | None = None  # None: the SQLite file in the data directory (STORE_FILE)
+    store_replicas: tuple[str, ...] = ()  # PostgreSQL read replicas (postgresql:// URLs)
     redis_url: str | None = None  # None: in-process cache only (the embedded default)
     redis_timeout: float = 0.25  # seconds any one Redis call may take
     cache_entries: int = 100_000  # in-process tier bound, entries (0 turns it off)
@@ -253,6 +255,9 @@ def _coerce(name: str, raw: Any) -> Any:
             return str(raw) or None
         if name == "store":
             return _store(raw)
+        if name == "store_replicas":
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(r).strip() for r in items if str(r).strip())
         if name in ("tls_cert", "tls_key"):
             return Path(raw) if raw else None
         if name == "plain_credentials" and raw not in PLAIN_CREDENTIALS:
@@ -318,6 +323,11 @@ def load(
         raise ConfigError("--tls-cert and --tls-key go together")
     if not values.get("prefixes"):
         raise ConfigError(f"{path} names no prefixes")
+    if values.get("store_replicas"):
+        try:
+            check_replicas(values.get("store") or "", values["store_replicas"])
+        except StoreConfigError as exc:
+            raise ConfigError(f"store_replicas: {exc}") from None
     return Config(data_dir=data_dir, extra=extra, **values)
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from resolver import __version__
 
 if TYPE_CHECKING:
+    from registry.store.base import ReplicaStatus
     from resolver.health import Readiness
     from resolver.node import Node
 
@@ -290,4 +291,36 @@ def cache_lines(node: Node) -> list[str]:
     )
     redis_up = int(cache.redis is not None and not cache.redis.breaker.is_open)
     lines += gauge("idnode_cache_redis_up", "1 while the Redis tier is in use.", [("", redis_up)])
+    return lines
+
+
+def replica_lines(replicas: Sequence[ReplicaStatus]) -> list[str]:
+    """Each read replica's state: up, lag (bytes of WAL and seconds; absent while not
+    known), reads it answered and reads sent to the primary because it was behind or down."""
+    named = [(label_text(("replica",), (r.name,)), r) for r in replicas]
+    lines = gauge(
+        "idnode_store_replica_up",
+        "1 when the read replica answered its last poll as a standby.",
+        [(labels, int(r.up)) for labels, r in named],
+    )
+    lines += gauge(
+        "idnode_store_replica_lag_bytes",
+        "Write-ahead log the primary has written and the replica not yet replayed.",
+        [(labels, r.lag_bytes) for labels, r in named if r.lag_bytes is not None],
+    )
+    lines += gauge(
+        "idnode_store_replica_lag_seconds",
+        "How long ago the newest write the replica replayed was committed (0: caught up).",
+        [(labels, r.lag_seconds) for labels, r in named if r.lag_seconds is not None],
+    )
+    for metric, what, field_ in (
+        ("idnode_store_replica_reads_total", "Reads the replica answered.", "reads"),
+        (
+            "idnode_store_replica_skipped_total",
+            "Reads sent to the primary because the replica was behind the host or down.",
+            "skipped",
+        ),
+    ):
+        lines += [f"# HELP {metric} {what}", f"# TYPE {metric} counter"]
+        lines += [f"{metric}{{{labels}}} {getattr(r, field_)}" for labels, r in named]
     return lines

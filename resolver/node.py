@@ -32,7 +32,7 @@ from registry.templates import Templates
 from resolver.config import Config, ConfigError
 from resolver.core import Resolver
 from resolver.forward.link import Forwarding
-from resolver.metrics import Telemetry
+from resolver.metrics import Telemetry, replica_lines
 from resolver.timedstore import timed
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class Node:
         except KeyFileError as exc:
             raise ConfigError(f"signing key: {exc}") from None
         try:
-            store = await open_store(config.store_location)
+            store = await open_store(config.store_location, replicas=config.store_replicas)
         except StoreConfigError as exc:
             raise ConfigError(f"store: {exc}") from None
         except StoreDamaged as exc:  # what to do is the operator's call: say what is wrong
@@ -220,16 +220,24 @@ async def _share(store: SharedStore, node: Node, serving: bool) -> None:
     :mod:`registry.store.postgres.channel`), reporting its state in /metrics."""
     cache = node.cache
     cache.coherent = False  # until the process is in step with the others (if ever)
+    # The generation table holds the host's write position: its writes raise it either way.
+    gens = cache.gens
     if not serving:  # it would not hear other hosts' writes: it never caches
-        await store.share(cache.gens.host, node.config.cache_lease, None)
+        await store.share(gens.host, node.config.cache_lease, None, gens)
         return
-    await store.share(cache.gens.host, node.config.cache_lease, HostCache(cache))
+    await store.share(gens.host, node.config.cache_lease, HostCache(cache), gens)
 
     async def coherent() -> list[str]:
         metric = "idnode_cache_coherent"
         return [f"# TYPE {metric} gauge", f"{metric} {int(cache.coherent)}"]
 
     node.metrics.append(coherent)
+    if node.config.store_replicas:
+
+        async def replicas() -> list[str]:
+            return replica_lines(store.replicas())
+
+        node.metrics.append(replicas)
 
 
 def require_keys(config: Config) -> None:

@@ -30,8 +30,10 @@ from registry.store.base import (
     OutboxItem,
     OutboxSummary,
     Record,
+    ReplicaStatus,
     SharedStore,
     Store,
+    WritePositions,
 )
 from registry.store.chain import AuditEntry, AuditHead, AuditQuery
 from resolver.metrics import HistogramFamily
@@ -152,8 +154,17 @@ class TimedSharedStore(TimedStore):
         super().__init__(inner, family)
         self.shared = inner
 
-    async def share(self, host: int, lease: float, listener: CacheListener | None) -> None:
-        await self.shared.share(host, lease, listener)
+    async def share(
+        self,
+        host: int,
+        lease: float,
+        listener: CacheListener | None,
+        positions: WritePositions | None = None,
+    ) -> None:
+        await self.shared.share(host, lease, listener, positions)
 
     def lease(self, name: str) -> Lease:
         return self.shared.lease(name)
+
+    def replicas(self) -> list[ReplicaStatus]:
+        return self.shared.replicas()

@@ -1,13 +1,12 @@
-"""A PostgreSQL cluster owned by a test: ``initdb`` into a directory of its own, served on a
-free loopback port by ``pg_ctl``, stopped and started again at will — what a test needs to
-see the node lose its database server and get it back (the shared server of
-:mod:`tests.pgserver` must never be stopped).
+"""A private PostgreSQL cluster for the tests that stop, restart or pause it: a primary
+(``wal_level=replica``) and, on request, a streaming standby made by ``pg_basebackup -R``,
+each on a free loopback port in a temporary directory — the README's "primary + replica"
+layout on one machine.
 
-The binaries come from ``IDNODE_TEST_PG_BIN`` or the newest ``/usr/lib/postgresql/*/bin``
-(Debian's layout), else ``PATH``. PostgreSQL refuses to run as root: as root, every command
-runs as the ``postgres`` user (``runuser``), in a directory made for it under the system's
-temporary directory (a test's own ``tmp_path`` is private to root). ``pg_ctl -w`` waits for
-the server to accept connections (or to have stopped) itself: no sleeps here.
+The server binaries are found under ``IDNODE_TEST_PG_BIN`` or ``/usr/lib/postgresql/*/bin``
+(the newest). PostgreSQL refuses to run as root: as root the commands run as the
+``postgres`` user (``runuser``), in a directory that user owns. Where no binaries are found
+the tests skip saying so (fail under ``IDNODE_REQUIRE_POSTGRES=1``, as for the shared server).
 """
 
 from __future__ import annotations
@@ -17,103 +16,166 @@ import glob
 import os
 import pwd
 import shutil
+import socket
+import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.procs import run_command
+import pytest
 
-RUN_TIMEOUT = 60.0  # seconds for initdb, or for pg_ctl to start or stop the server
-SERVER_OPTIONS = (
-    # Small and fast: a test's cluster holds a few rows, and is thrown away.
-    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    " -c shared_buffers=16MB -c max_connections=40"
-)
+from tests.pgserver import _required
+
+START_TIMEOUT = 30  # seconds pg_ctl may take to start or restart a server
+SETTINGS = {
+    "wal_level": "replica",
+    "max_wal_senders": "4",
+    "hot_standby": "on",
+    "fsync": "off",  # a test cluster: durability across an OS crash is not tested here
+    "synchronous_commit": "on",
+    "full_page_writes": "off",
+    "shared_buffers": "16MB",
+    "max_connections": "60",
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "log_min_messages": "warning",
+    "wal_receiver_status_interval": "1s",
+    "hot_standby_feedback": "on",
+}
 
 
-def bin_dir() -> Path:
-    """Where initdb and pg_ctl are; fails (never skips) when there are none."""
+def _bin_dir() -> Path | None:
     given = os.environ.get("IDNODE_TEST_PG_BIN")
     if given:
         return Path(given)
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    if found:
-        return Path(found[-1])
-    initdb = shutil.which("initdb")
-    if initdb is None:
-        raise RuntimeError(
-            "no PostgreSQL binaries (initdb, pg_ctl): install the server package or set "
-            "IDNODE_TEST_PG_BIN to their directory"
-        )
-    return Path(initdb).parent
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=_version)
+    return Path(found[-1]).parent if found else None
 
 
-class PgCluster:
-    """One private cluster: :meth:`create` it, then :meth:`start` and :meth:`stop` it as
-    often as the test wants (same port, same data); :meth:`destroy` removes it."""
+def _version(path: str) -> int:
+    part = Path(path).parts[-3]
+    return int(part) if part.isdigit() else 0
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.bin = bin_dir()
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One server of the cluster: its directory and port."""
+
+    cluster: Cluster
+    data: Path
+    port: int
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def ctl(self, *args: str) -> None:
+        self.cluster.run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-w",
+            "-t", str(START_TIMEOUT), *args,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self.ctl("start")
+
+    def stop(self) -> None:
+        self.ctl("stop", "-m", "fast")
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session ended, the server down a moment."""
+        self.ctl("restart", "-m", "fast")
+
+    def log(self) -> str:
+        try:
+            return (self.data / "server.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+
+class Cluster:
+    """A primary and its standbys in ``root`` (see the module)."""
+
+    def __init__(self, bindir: Path, root: Path) -> None:
+        self.bindir = bindir
+        self.root = root
         self.as_postgres = os.geteuid() == 0
-        self.root = Path(tempfile.mkdtemp(prefix="idnode-pgcluster-"))
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
+        self.servers: list[Server] = []
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text("utf-8", "replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no server log)"
-
-    async def _run(self, tool: str, *args: str) -> None:
-        cmd = [str(self.bin / tool), *args]
+    def run(self, program: str, *args: str) -> None:
+        command = [str(self.bindir / program), *args]
         if self.as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        try:
-            await run_command(*cmd, within=RUN_TIMEOUT, cwd=self.root)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{self.log_tail()}") from None
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)}: {done.stdout}{done.stderr}")
 
-    async def create(self) -> None:
-        """``initdb``: a cluster whose ``postgres`` role is trusted from the loopback."""
-        if self.as_postgres:
-            user = pwd.getpwnam("postgres")
-            os.chown(self.root, user.pw_uid, user.pw_gid)
-        await self._run(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
-        )
+    def primary(self) -> Server:
+        data = self.root / "primary"
+        self.run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8")
+        port = _free_port()
+        with (data / "postgresql.conf").open("a") as conf:
+            for name, value in {**SETTINGS, "port": str(port)}.items():
+                conf.write(f"{name} = {value}\n")
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write("host replication postgres 127.0.0.1/32 trust\n")
+        server = Server(self, data, port)
+        server.start()
+        self.servers.append(server)
+        return server
 
-    async def start(self) -> None:
-        """Start the server and return once it accepts connections."""
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} {SERVER_OPTIONS}"
-        await self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
-        )
+    def standby(self, primary: Server) -> Server:
+        """A streaming standby of ``primary`` (``pg_basebackup -R``), started."""
+        data = self.root / f"standby{len(self.servers)}"
+        self.run(
+            "pg_basebackup", "-D", str(data), "-h", "127.0.0.1", "-p", str(primary.port),
+            "-U", "postgres", "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        port = _free_port()
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(f"port = {port}\n")
+        server = Server(self, data, port)
+        server.start()
+        self.servers.append(server)
+        return server
 
-    async def stop(self, mode: str = "fast") -> None:
-        """Stop the server (``fast``: its sessions are ended, as in a restart) and return once
-        it is down."""
-        await self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    async def destroy(self) -> None:
-        """Stop the server if it runs, and remove the cluster's files."""
-        with contextlib.suppress(RuntimeError):  # not running
-            await self.stop("immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
+    def close(self) -> None:
+        for server in reversed(self.servers):
+            with contextlib.suppress(Exception):
+                server.ctl("stop", "-m", "immediate")
 
 
-@contextlib.asynccontextmanager
-async def pg_cluster() -> AsyncIterator[PgCluster]:
-    """A fresh private cluster, running; destroyed on exit."""
-    cluster = PgCluster()
+@contextlib.contextmanager
+def cluster() -> Iterator[Cluster]:
+    """A cluster in a fresh directory, every server stopped and the directory removed after."""
+    bindir = _bin_dir()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        message = "no PostgreSQL server binaries (set IDNODE_TEST_PG_BIN to their directory)"
+        if _required():
+            pytest.fail(message + " (IDNODE_REQUIRE_POSTGRES=1: the PostgreSQL tests must run)")
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="idnode-pg-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+    made = Cluster(bindir, root)
     try:
-        await cluster.create()
-        await cluster.start()
-        yield cluster
+        yield made
     finally:
-        await cluster.destroy()
+        made.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_until(condition: object, what: str, timeout: float = START_TIMEOUT) -> None:
+    """Poll a callable until it returns true (a standby catching up, in fixtures)."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)

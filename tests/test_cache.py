@@ -311,3 +311,20 @@ def test_other_hosts_bump_by_hash_and_a_lost_host_bumps_everything(tmp_path: Pat
         assert copied.epoch == a.epoch and copied.host != a.host
     finally:
         copied.close()
+
+
+def test_the_write_position_is_the_hosts_and_only_grows(tmp_path: Path) -> None:
+    """The position read replicas are held to (registry/store/postgres/replicas.py): one per
+    host, raised by any of its processes, never lowered, kept apart from the generations."""
+    a, b = GenerationTable.open(tmp_path), GenerationTable.open(tmp_path)
+    try:
+        assert b.position() == 0
+        a.advance(5 << 32)
+        assert b.position() == 5 << 32
+        b.advance(7)  # an older write's position, heard late
+        assert a.position() == 5 << 32
+        a.bump_all()
+        assert b.position() == 5 << 32 and b.get_slot(_HEADER + 8 * (SLOTS - 1)) == 1
+    finally:
+        a.close()
+        b.close()

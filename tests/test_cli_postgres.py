@@ -126,6 +126,26 @@ def test_a_relative_sqlite_store_is_in_the_data_directory(tmp_path: Path) -> Non
         load(data, {"store": "sqlite:"}, env={})
 
 
+def test_read_replicas_from_the_file_the_environment_or_the_flag(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    ok(cli("init", "--data", data, "--prefix", "88.118"))
+    pg = "postgresql://idnode@db:5432/idnode"
+    r1, r2 = "postgresql://idnode@r1:5432/idnode", "postgresql://idnode@r2:5432/idnode"
+    config = data / "idnode.toml"
+    config.write_text(config.read_text() + f'store = "{pg}"\nstore_replicas = ["{r1}"]\n', "utf-8")
+    assert load(data, env={}).store_replicas == (r1,)
+    env = {"IDNODE_STORE_REPLICAS": f"{r1}, {r2}"}
+    assert load(data, env=env).store_replicas == (r1, r2)
+    assert load(data, {"store_replicas": r2}, env=env).store_replicas == (r2,)
+    with pytest.raises(ConfigError, match="store_replicas: read replicas need a PostgreSQL"):
+        load(data, {"store": "plain.db"}, env={})
+    with pytest.raises(ConfigError, match="a read replica is a postgresql:// URL") as refused:
+        load(data, {"store_replicas": "mysql://u:secret@r/x"}, env={})
+    assert "secret" not in str(refused.value)
+    err = fails(cli("serve", "--data", data, "--store", "x.db", "--store-replicas", r1))
+    assert "read replicas need a PostgreSQL store" in err
+
+
 async def test_signing_and_key_rotation_on_postgresql(dsn: str, tmp_path: Path) -> None:
     """Every record re-signed by `idnode keys rotate` (batches of the store's bulk path),
     and each verifies against the node's root afterwards."""

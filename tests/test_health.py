@@ -25,7 +25,7 @@ from resolver.shell import Shell
 from resolver.statuscmd import report
 from sync.agent import SyncAgent
 from tests.conftest import JSON, NODE_ADMIN, free_port, init_node
-from tests.pgcluster import pg_cluster
+from tests.pgcluster import cluster
 from tests.procs import cli, serving
 from tests.redisproc import redis_server
 
@@ -162,12 +162,13 @@ async def test_readiness_follows_a_postgresql_server_away_and_back(tmp_path: Pat
     """The node's own PostgreSQL server stopped: not ready, the store check says why; the
     server started again: ready, the same node (its pool reconnects)."""
     data = tmp_path / "node"
-    async with pg_cluster() as pg:
+    with cluster() as made:
+        pg = await asyncio.to_thread(made.primary)
         await init_node(data, store=pg.url())
         async with running(data, init=False, ready_timeout=2.0) as n:
             body = await n.until(200, "ready on PostgreSQL")
             assert checks(body)["store"]["ok"] is True
-            await pg.stop()
+            await asyncio.to_thread(pg.stop)
             body = await n.until(503, "the PostgreSQL server stopped")
             store = checks(body)["store"]
             assert store["ok"] is False and store["backend"] == "postgresql", body
@@ -175,7 +176,7 @@ async def test_readiness_follows_a_postgresql_server_away_and_back(tmp_path: Pat
             assert checks(body)["keys"]["ok"] is True  # only what failed is reported failed
             async with n.session.get(f"{n.url}/healthz") as r:
                 assert r.status == 200  # the process itself is alive
-            await pg.start()
+            await asyncio.to_thread(pg.start)
             body = await n.until(200, "the PostgreSQL server back")
             assert all(c["ok"] is True for c in checks(body).values()), body
 

@@ -9,8 +9,9 @@ import asyncio
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from registry.errors import HandleNotFound
 from registry.model.identifiers import parse
 from registry.model.values import Value
+from registry.store.base import Mutation, StoreUnavailable
 from resolver.config import load
 from resolver.core import Query
 from resolver.node import Node
@@ -25,6 +27,7 @@ from tests.conftest import ENT8, init_node
 from tests.pgserver import fresh_database, terminate_backends
 from tests.store_contract import TIMEOUT
 
+R = TypeVar("R")
 HANDLE = f"{ENT8}/SHARED"
 LEASE = 2.0  # seconds: short, so the tests of a silent host are quick
 
@@ -95,6 +98,33 @@ async def test_a_write_returns_once_every_other_host_dropped_the_old_record(
         for node in (a, b):
             with pytest.raises(HandleNotFound):
                 await resolved(node)
+
+
+async def test_a_write_lost_while_committing_still_drops_the_writers_cached_record(
+    tmp_path: Path, dsn: str
+) -> None:
+    """A write answered 503 "may have been applied" (the connection lost as it committed)
+    that was applied: the writer's host drops its cached record all the same (its own
+    processes do not hear their host's notices)."""
+    async with hosts(tmp_path, dsn, 2) as (a, b):
+        ident = parse(HANDLE)
+        await a.registry.put_record(ident, url("https://e/1"))
+        assert await resolved(a) == "https://e/1"
+        assert a.cache.peek(ident.key) is not None
+        store = a.registry.store
+        committed = store.transact
+
+        async def lost_after_commit(keys: Sequence[str], mutation: Mutation[R]) -> R:
+            await committed(keys, mutation)
+            raise StoreUnavailable("lost while committing")
+
+        store.transact = lost_after_commit  # type: ignore[method-assign]
+        try:
+            with pytest.raises(StoreUnavailable):
+                await a.registry.put_record(ident, url("https://e/2"))
+        finally:
+            store.transact = committed  # type: ignore[method-assign]
+        assert [await resolved(n) for n in (a, b)] == ["https://e/2"] * 2
 
 
 async def test_a_host_that_stops_hearing_stops_caching_and_writes_wait_no_longer_than_its_lease(

@@ -13,6 +13,11 @@ With a store several hosts share (PostgreSQL), other hosts' writes arrive as key
 (:meth:`bump_hashes`; :func:`registry.store.base.key_hash` picks the slot), and a host that
 may have missed some bumps every slot (:meth:`bump_all`). :attr:`host` tells the hosts' tables
 apart even where a data directory, this file included, was copied from another host.
+
+After the counters, one more word holds the host's write position
+(:class:`registry.store.base.WritePositions`): the highest WAL position of the writes any of
+its processes heard of, raised before the bumps those writes cause, so that a process that
+sees a bump sees the position too (what reads from a replica are held to).
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from pathlib import Path
 from registry.store.base import key_hash
 
 FILE = "cache.gen"
-MAGIC = b"IDNGEN01"
+MAGIC = b"IDNGEN02"  # 02: the write position after the counters
 SLOTS = 1 << 18
 _HEADER = 16  # magic (8) + epoch (8)
-_SIZE = _HEADER + 8 * SLOTS
+_POSITION = _HEADER + 8 * SLOTS  # the write position's word
+_SIZE = _POSITION + 8
 _U64 = struct.Struct("<Q")
 _ALL = struct.Struct(f"<{SLOTS}Q")
 
@@ -120,6 +126,21 @@ class GenerationTable:
             _ALL.pack_into(self._map, _HEADER, *[(w + 1) & 0xFFFFFFFFFFFFFFFF for w in words])
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def advance(self, position: int) -> None:
+        """Raise the write position to ``position`` (never lowers it)."""
+        if position <= self.position():
+            return
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            if position > _U64.unpack_from(self._map, _POSITION)[0]:
+                _U64.pack_into(self._map, _POSITION, position)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def position(self) -> int:
+        """The write position (one aligned load: read lock-free)."""
+        return self.get_slot(_POSITION)
 
     def close(self) -> None:
         if not self._map.closed:

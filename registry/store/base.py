@@ -290,6 +290,35 @@ class CacheListener(Protocol):
         not be any more."""
 
 
+class WritePositions(Protocol):
+    """How far a host has heard of writes: the highest write-ahead-log position (an LSN, as
+    an integer) of every write announced to any of its processes. A read replica may answer
+    for the host only once it has replayed that far (see :mod:`registry.store.postgres.replicas`).
+
+    It is advanced *before* the host's generations are bumped for the writes it covers, so
+    that whoever sees a bump sees the position too (one table per host, shared by its
+    processes: :class:`registry.cache.generations.GenerationTable`)."""
+
+    def advance(self, position: int) -> None:
+        """Writes up to ``position`` have been announced (the position only grows)."""
+
+    def position(self) -> int:
+        """The highest position announced so far (0: none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """A read replica as last seen: ``up`` when it answered and is a standby; lag behind
+    the primary in bytes of write-ahead log and in seconds (None: not known)."""
+
+    name: str  # where it is, without a password
+    up: bool
+    lag_bytes: int | None
+    lag_seconds: float | None
+    reads: int  # reads it answered
+    skipped: int  # reads that could have gone to it, sent to the primary instead
+
+
 class Lease(Protocol):
     """A role one process at a time holds (e.g. sending the outbox); lost with the process."""
 
@@ -305,15 +334,26 @@ class SharedStore(Protocol):
     """A store that several hosts serve at once (PostgreSQL): each host's cache must hear
     the others' writes. Until :meth:`share` is called the store tells nobody of its writes."""
 
-    async def share(self, host: int, lease: float, listener: CacheListener | None) -> None:
+    async def share(
+        self,
+        host: int,
+        lease: float,
+        listener: CacheListener | None,
+        positions: WritePositions | None = None,
+    ) -> None:
         """Join the hosts: every write of this store is acknowledged only once every other
         host has applied it to its cache (or is known not to use its cache). ``host``: the
         id of this host's generation table; ``lease``: seconds this process may use its
         cache without hearing from the database; ``listener``: its cache (None: this
-        process never caches, it only writes)."""
+        process never caches, it only writes); ``positions``: the host's record of the
+        writes it heard of, which this process's writes advance too (None: it reads
+        from no replica)."""
 
     def lease(self, name: str) -> Lease:
         """The role ``name`` among every process of every host of this store."""
+
+    def replicas(self) -> list[ReplicaStatus]:
+        """The read replicas this process may read from, as last seen (empty: none)."""
 
 
 def successor(text: str) -> str | None:

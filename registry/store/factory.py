@@ -4,12 +4,15 @@
 - ``postgresql://...`` (or ``postgres://``): :class:`PostgresStore` (asyncpg, imported only
   then);
 - any other ``SCHEME://`` is refused with :class:`StoreConfigError`.
+
+Read replicas (``postgresql://`` URLs of streaming standbys) go with a PostgreSQL store only.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from registry.store.base import Store, StoreConfigError
@@ -19,6 +22,7 @@ from registry.store.sqlite.threads import sqlite_location_problem
 __all__ = [
     "StoreConfigError",
     "check_location",
+    "check_replicas",
     "make_store",
     "open_store",
     "redact_location",
@@ -50,16 +54,20 @@ def check_location(location: str) -> str:
     return "sqlite"
 
 
-def make_store(location: str | os.PathLike[str], *, readers: int = 4) -> Store:
+def make_store(
+    location: str | os.PathLike[str], *, readers: int = 4, replicas: Sequence[str] = ()
+) -> Store:
     """The store at ``location``, not opened yet (call :meth:`Store.open`). ``readers``: the
     reader threads or connections a backend keeps (PostgreSQL: as many writer connections
-    too)."""
+    too); ``replicas``: read replicas of a PostgreSQL store (URLs)."""
+    if replicas:
+        check_replicas(location, replicas)
     if not isinstance(location, str):
         return SQLiteStore(location, readers=readers)
     if check_location(location) == "postgresql":
         from registry.store.postgres import PostgresStore  # asyncpg only when asked for
 
-        return PostgresStore(location, readers=readers)
+        return PostgresStore(location, readers=readers, replicas=replicas)
     if location.startswith(SQLITE_SCHEME):
         location = location[len(SQLITE_SCHEME) :]
     return SQLiteStore(location, readers=readers)
@@ -73,9 +81,21 @@ def sqlite_problem(location: str) -> str | None:
     return sqlite_location_problem(location.removeprefix(SQLITE_SCHEME))
 
 
-async def open_store(location: str | os.PathLike[str], *, readers: int = 4) -> Store:
+def check_replicas(location: str | os.PathLike[str], replicas: Sequence[str]) -> None:
+    """Refuse read replicas of a store that cannot have them, or that are not PostgreSQL."""
+    if not (isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)):
+        raise StoreConfigError("read replicas need a PostgreSQL store (store = postgresql://...)")
+    for replica in replicas:
+        if not replica.startswith(POSTGRES_SCHEMES):
+            shown = redact_location(replica)
+            raise StoreConfigError(f"a read replica is a postgresql:// URL, not {shown!r}")
+
+
+async def open_store(
+    location: str | os.PathLike[str], *, readers: int = 4, replicas: Sequence[str] = ()
+) -> Store:
     """:func:`make_store`, opened (its schema migrated to the newest version)."""
-    store = make_store(location, readers=readers)
+    store = make_store(location, readers=readers, replicas=replicas)
     await store.open()
     return store
 

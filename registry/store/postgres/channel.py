@@ -19,6 +19,12 @@ write on one host must reach every other host's table before it is acknowledged.
   suspends its cache (every generation bumped; reads go to the store) until a renewal comes
   back again.
 
+With read replicas (:mod:`.replicas`), each write also raises the host's write position
+before its generations are bumped: the writer's by the primary's position once committed
+(read with the live hosts), a member's by the primary's position as the notices arrive
+(read before it bumps and answers; a notice is only delivered once its write committed),
+and by the position at each renewal (covering what it missed while away).
+
 A process that is not a member (a command of the CLI) only sends notices and waits for the
 answers; its cache never serves anything. Writes are waited for only as long as the hosts
 are alive: a host killed with ``kill -9`` delays writes by at most one lease, once.
@@ -36,7 +42,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from registry.store.base import CacheListener, StoreUnavailable
+from registry.store.base import CacheListener, StoreUnavailable, WritePositions
 
 log = logging.getLogger("idnode.store")
 
@@ -47,15 +53,19 @@ MAX_HASHES = 700
 MAX_PARTS = 8
 CONNECT_TIMEOUT = 5.0
 
+# The write position: the end of the WAL written so far, every committed write's included.
+_POSITION = "SELECT pg_current_wal_insert_lsn()"
 _RENEW = (
     "WITH renewed AS (INSERT INTO cache_members (member, host, lease_until)"
     " VALUES ($1, $2, now() + $3 * interval '1 second')"
     " ON CONFLICT (member) DO UPDATE SET host = excluded.host, lease_until = excluded.lease_until"
-    " RETURNING 1) SELECT pg_notify($4, $5) FROM renewed"
+    " RETURNING 1) SELECT pg_notify($4, $5), pg_current_wal_insert_lsn() FROM renewed"
 )
 _LIVE = (
-    "SELECT host, extract(epoch FROM max(lease_until) - clock_timestamp())::float8"
-    " FROM cache_members WHERE lease_until > clock_timestamp() AND host <> $1 GROUP BY host"
+    "WITH live AS (SELECT host, extract(epoch FROM max(lease_until) - clock_timestamp())::float8"
+    " AS left_ FROM cache_members WHERE lease_until > clock_timestamp() AND host <> $1"
+    " GROUP BY host) SELECT pg_current_wal_insert_lsn(), array_agg(host), array_agg(left_)"
+    " FROM live"
 )
 _NOTIFY = "SELECT pg_notify($1, $2)"
 # Rows of members gone for good (killed, or their host retired) are dropped after a day.
@@ -79,13 +89,22 @@ class Notice:
 
 class ChangeChannel:
     """The channel of one process (see the module). ``host``: its generation table's id;
-    ``listener``: its cache (None: not a member, a writer only)."""
+    ``listener``: its cache (None: not a member, a writer only); ``positions``: the host's
+    write position, raised as notices arrive (None: no replica is read from)."""
 
-    def __init__(self, dsn: str, host: int, lease: float, listener: CacheListener | None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        host: int,
+        lease: float,
+        listener: CacheListener | None,
+        positions: WritePositions | None = None,
+    ) -> None:
         self.dsn = dsn
         self.host = host
         self.lease = lease
         self.listener = listener
+        self.positions = positions
         self.member = secrets.token_hex(8)
         self._notices: dict[int, Notice] = {}
         self._conn: asyncpg.Connection | None = None
@@ -97,7 +116,9 @@ class ChangeChannel:
         self._rounds = 0
         self._timer: asyncio.TimerHandle | None = None
         self._coherent = False
-        self._acks: list[str] = []
+        self._acks: list[str] = []  # nonces of notices heard, not answered yet
+        # With replicas: the hashes those notices name, to bump once the position is known.
+        self._unapplied: list[list[int] | None] = []
         self._ack_task: asyncio.Task[None] | None = None
 
     @property
@@ -177,7 +198,11 @@ class ChangeChannel:
             self._barrier = (tag, came_back)
             sent = loop.time()
             async with self._lock:
-                await conn.execute(_RENEW, self.member, self.host, self.lease, CHANNEL, f"B {tag}")
+                position = await conn.fetchval(
+                    _RENEW, self.member, self.host, self.lease, CHANNEL, f"B {tag}", column=1
+                )
+            if self.positions is not None:  # what it missed while away, if it was
+                self.positions.advance(int(position))
             # Every notice committed before the renewal has been applied when it is back.
             await asyncio.wait_for(_first(came_back, lost.wait()), self.lease / 2)
             if lost.is_set():
@@ -234,24 +259,51 @@ class ChangeChannel:
         host, nonce, hashes = rest.split(" ", 2)
         if self.listener is None or int(host) == self.host or self._stop.is_set():
             return  # not caching; or this host's own write, bumped by its writer
-        self.listener.invalidate(None if hashes == "*" else [int(h, 16) for h in hashes.split(",")])
+        named = None if hashes == "*" else [int(h, 16) for h in hashes.split(",")]
+        if self.positions is None:
+            self.listener.invalidate(named)
+        else:  # bumped once the position is raised (_answer)
+            self._unapplied.append(named)
         self._acks.append(nonce)
         if self._ack_task is None:
             self._ack_task = asyncio.get_running_loop().create_task(self._answer())
 
     async def _answer(self) -> None:
-        """Answer the notices applied so far (those of one event-loop pass together)."""
+        """Apply and answer the notices heard so far (those of one event-loop pass
+        together); with replicas, the host's write position is raised first."""
+        unapplied: list[list[int] | None] = []
         try:
             while self._acks and self._conn is not None:
-                acks, self._acks = self._acks[:400], self._acks[400:]
+                # Every notice answered here is among those applied here: both lists are
+                # taken at once.
+                acks, self._acks = self._acks, []
+                unapplied, self._unapplied = self._unapplied, []
                 conn = self._conn
-                async with self._lock:
-                    await conn.execute(_NOTIFY, CHANNEL, f"A {self.host} {','.join(acks)}")
+                if unapplied:
+                    async with self._lock:
+                        position = await conn.fetchval(_POSITION)
+                    assert self.positions is not None
+                    self.positions.advance(int(position))
+                    self._apply(unapplied)
+                for i in range(0, len(acks), 400):
+                    async with self._lock:
+                        await conn.execute(
+                            _NOTIFY, CHANNEL, f"A {self.host} {','.join(acks[i : i + 400])}"
+                        )
         except Exception as exc:  # lost: writers wait for the lease to run out instead
             log.debug("cache channel: answer not sent: %s", exc)
             self._acks.clear()
         finally:
+            # Unanswered, yet bumped: an invalidation is never wrong.
+            self._apply(unapplied + self._unapplied)
+            self._unapplied.clear()
             self._ack_task = None
+
+    def _apply(self, unapplied: list[list[int] | None]) -> None:
+        assert self.listener is not None
+        for named in unapplied:
+            self.listener.invalidate(named)
+        unapplied.clear()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -281,19 +333,20 @@ class ChangeChannel:
         for nonce in notice.nonces:
             self._notices.pop(nonce, None)
 
-    async def hosts(self, conn: asyncpg.Connection) -> dict[int, float]:
+    async def hosts(self, conn: asyncpg.Connection) -> tuple[dict[int, float], int]:
         """After the commit: every other host holding a lease, and when (loop time) its
-        lease runs out at the latest."""
+        lease runs out at the latest; and the write position, the write's included."""
         loop = asyncio.get_running_loop()
         try:
-            rows = await conn.fetch(_LIVE, self.host)
+            position, hosts, left = await conn.fetchrow(_LIVE, self.host)
         except Exception as exc:
             raise StoreUnavailable(
                 "The write was committed, but whether every host has seen it is unknown: "
                 "read it back before retrying"
             ) from exc
         now = loop.time()  # after the answer: the leases end no later than this says
-        return {int(host): now + float(left) for host, left in rows}
+        live = {int(h): now + float(t) for h, t in zip(hosts or (), left or (), strict=True)}
+        return live, int(position)
 
     async def settle(self, notice: Notice, hosts: dict[int, float]) -> None:
         """Wait until each of ``hosts`` has answered the notice or its lease has run out."""

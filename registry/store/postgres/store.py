@@ -15,6 +15,9 @@ holds shared. Deadlocks and serialisation failures are retried whole (mutations 
 
 A lost connection is a :class:`StoreUnavailable` (503); a read, or a write that had not
 begun committing, is first tried once more on a fresh connection.
+
+Resolution reads (single records, listings, reverse lookup) may go to read replicas
+(:mod:`.replicas`), held to the host's write position; everything else reads the primary.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from registry.store.base import (
     OutboxItem,
     OutboxSummary,
     Record,
+    ReplicaStatus,
     StoreClosed,
     StoreDamaged,
     StoreUnavailable,
+    WritePositions,
     key_hash,
 )
 from registry.store.chain import AuditEntry, AuditHead, AuditQuery
@@ -53,6 +58,7 @@ from registry.store.postgres.plan import (
     storable,
     upper,
 )
+from registry.store.postgres.replicas import Replica, ReplicaSet
 
 log = logging.getLogger("idnode.store")
 
@@ -89,12 +95,22 @@ class _NeedsBulk(Exception):
 class PostgresStore:
     """A :class:`registry.store.base.Store` in the PostgreSQL database at ``dsn``
     (``postgresql://user@host:port/db``; a password is better given by ``PGPASSWORD`` or
-    ``~/.pgpass`` than in the URL). ``readers`` and ``writers``: connections per pool."""
+    ``~/.pgpass`` than in the URL). ``readers`` and ``writers``: connections per pool (and
+    per replica: ``readers``); ``replicas``: URLs of read replicas (streaming standbys)."""
 
-    def __init__(self, dsn: str, *, readers: int = 4, writers: int | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        readers: int = 4,
+        writers: int | None = None,
+        replicas: Sequence[str] = (),
+    ) -> None:
         if readers < 1 or (writers is not None and writers < 1):
             raise ValueError("readers and writers must be at least 1")
         self.dsn = dsn
+        self._replicas = ReplicaSet(replicas, readers) if replicas else None
+        self._positions: WritePositions | None = None
         self._readers = readers
         self._writers = writers or readers
         self._read_pool: asyncpg.Pool | None = None
@@ -127,6 +143,8 @@ class PostgresStore:
                 async with self._write_pool.acquire() as conn:
                     await self._migrate(conn)
                 self._read_pool = await self._pool(self._readers)
+                if self._replicas is not None:
+                    await self._replicas.start(self._read_pool)
             except BaseException as exc:
                 await self._close_pools()
                 if isinstance(exc, Exception):
@@ -157,7 +175,9 @@ class PostgresStore:
     async def _pool(self, size: int) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             self.dsn,
-            min_size=1,
+            # No floor: a pool holding one reconnects on its own while the server restarts,
+            # logging a traceback per try; connections are opened as reads need them.
+            min_size=0,
             max_size=size,
             timeout=CONNECT_TIMEOUT,
             command_timeout=COMMAND_TIMEOUT,
@@ -197,6 +217,8 @@ class PostgresStore:
             self._idle.set()
 
     async def _close_pools(self) -> None:
+        if self._replicas is not None:
+            await self._replicas.stop()
         for pool in (self._read_pool, self._write_pool):
             if pool is not None:
                 try:
@@ -219,15 +241,30 @@ class PostgresStore:
         self._busy -= 1
         self._settled()
 
-    async def share(self, host: int, lease: float, listener: CacheListener | None) -> None:
+    async def share(
+        self,
+        host: int,
+        lease: float,
+        listener: CacheListener | None,
+        positions: WritePositions | None = None,
+    ) -> None:
         """Join the other hosts serving this database (:mod:`.channel`): from now on each
         write returns once every other host's cache has it. ``host``: this host's id;
-        ``lease``: seconds; ``listener``: this process's cache (None: it never caches)."""
+        ``lease``: seconds; ``listener``: this process's cache (None: it never caches);
+        ``positions``: the host's write position (:mod:`.replicas`; None: no replica is
+        read from)."""
         self._check_open()
         if self._channel is not None:
             raise RuntimeError("the store is shared already")
-        self._channel = ChangeChannel(self.dsn, host, lease, listener)
+        self._positions = positions
+        # Other hosts' notices need their position only where replicas are read from.
+        heard = positions if self._replicas is not None else None
+        self._channel = ChangeChannel(self.dsn, host, lease, listener, heard)
         await self._channel.start()
+
+    def replicas(self) -> list[ReplicaStatus]:
+        """The read replicas, as last polled."""
+        return [] if self._replicas is None else self._replicas.status()
 
     def lease(self, name: str) -> AdvisoryLease:
         """The role ``name`` among every process on this database (:mod:`.lease`)."""
@@ -239,21 +276,37 @@ class PostgresStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def _read(self, query: Query[T], *, snapshot: bool = False, internal: bool = False) -> T:
+    async def _read(
+        self,
+        query: Query[T],
+        *,
+        snapshot: bool = False,
+        internal: bool = False,
+        replica: bool = False,
+    ) -> T:
         """``query`` on a reader connection (``snapshot``: inside one read-only repeatable
         read transaction, for reads of several statements); once more on a fresh connection
-        if the first one was lost."""
+        if the first one was lost. ``replica``: a resolution read, which a replica that is
+        far enough may answer (:mod:`.replicas`)."""
         self._enter(internal)
         try:
+            if replica and self._replicas is not None:
+                position = self._replica_position()
+                target = None if position is None else self._replicas.pick(position)
+                if position is not None and target is not None:
+                    try:
+                        answer = await _on_replica(target, position, query, snapshot)
+                    except Exception as exc:  # the primary answers instead
+                        target.failed(exc)
+                    else:
+                        target.reads += 1
+                        return answer
             for attempt in (1, 2):
                 pool = self._read_pool
                 assert pool is not None
                 try:
                     async with pool.acquire() as conn, _discarded_if_lost(conn):
-                        if not snapshot:
-                            return await query(conn)
-                        async with conn.transaction(isolation="repeatable_read", readonly=True):
-                            return await query(conn)
+                        return await _run(conn, query, snapshot)
                 except Exception as exc:
                     if attempt == 1 and is_unavailable(exc) and not isinstance(exc, TimeoutError):
                         continue
@@ -261,6 +314,14 @@ class PostgresStore:
             raise AssertionError("unreachable")
         finally:
             self._leave()
+
+    def _replica_position(self) -> int | None:
+        """The write position a replica must have replayed to answer a read; None when the
+        process may have missed writes (its cache channel out of step): read the primary."""
+        channel, positions = self._channel, self._positions
+        if channel is None or positions is None or not channel.is_coherent:
+            return None
+        return positions.position()
 
     async def get(self, key: str) -> Record | None:
         """The record at ``key``, or None (read together with the other keys asked for
@@ -316,7 +377,7 @@ class PostgresStore:
         async def select(conn: asyncpg.Connection) -> list[Any]:
             return list(await conn.fetch(_SELECT, wanted))
 
-        rows = await self._read(select, internal=internal)
+        rows = await self._read(select, internal=internal, replica=True)
         if len(rows) < DECODE_OFF_LOOP:
             return decode(rows)
         return await asyncio.get_running_loop().run_in_executor(self._executor, decode, rows)
@@ -346,7 +407,7 @@ class PostgresStore:
             )
             return int(total), [r[0] for r in rows]
 
-        return await self._read(listing, snapshot=True)
+        return await self._read(listing, snapshot=True, replica=True)
 
     async def iter_handles(
         self, prefix_key: str, after_key: str | None, limit: int
@@ -368,7 +429,7 @@ class PostgresStore:
             )
             return [(r[0], r[1]) for r in rows]
 
-        return await self._read(page)
+        return await self._read(page, replica=True)
 
     async def reverse_lookup(
         self, type_key: str, pattern: str, limit: int, within: Sequence[str] | None = None
@@ -387,7 +448,7 @@ class PostgresStore:
         async def find(conn: asyncpg.Connection) -> list[str]:
             return [r[0] for r in await conn.fetch(sql, *args)]
 
-        return await self._read(find)
+        return await self._read(find, replica=True)
 
     async def scan(self, after_key: str | None, limit: int) -> list[tuple[str, Record]]:
         """Records in key order, starting after ``after_key`` (for export)."""
@@ -440,7 +501,9 @@ class PostgresStore:
                                 )
                                 committing = True  # the transaction commits as the block ends
                             if channel is not None and notice is not None:
-                                hosts = await channel.hosts(conn)
+                                hosts, position = await channel.hosts(conn)
+                                if self._positions is not None:  # before the cache bumps
+                                    self._positions.advance(position)
                         if channel is not None and notice is not None:
                             # The connection is back in the pool while the hosts answer.
                             await channel.settle(notice, hosts)
@@ -564,6 +627,28 @@ class PostgresStore:
         """Delete up to ``limit`` of the oldest entries made before ``before`` (see
         :func:`.audit.prune`); how many."""
         return await self._write(lambda conn: audit.prune(conn, before, limit))
+
+
+class _Behind(Exception):
+    """The replica's connection met a server new to us: how far it replayed is unknown."""
+
+
+async def _on_replica(replica: Replica, position: int, query: Query[T], snapshot: bool) -> T:
+    pool = replica.pool
+    if pool is None:
+        raise _Behind()
+    async with pool.acquire() as conn, _discarded_if_lost(conn):
+        if not replica.serves(position):  # a new connection may have found it restarted
+            raise _Behind()
+        return await _run(conn, query, snapshot)
+
+
+async def _run(conn: asyncpg.Connection, query: Query[T], snapshot: bool) -> T:
+    """``query`` on ``conn`` (``snapshot``: in one read-only repeatable read transaction)."""
+    if not snapshot:
+        return await query(conn)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await query(conn)
 
 
 @contextlib.asynccontextmanager
