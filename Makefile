@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= demo-data
 
-.PHONY: run test lint install clean bench lock
+.PHONY: run test lint install clean bench lock browser
 
 LOCK   := constraints.txt
 # PIP_CONSTRAINT reaches pip's isolated build environment too (setuptools comes from the lock).
@@ -29,8 +29,16 @@ lint: $(BIN)/idnode
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The admin console's browser tests drive Debian's Chromium (never skipped: they fail
+# without it): installed here when missing, as root with apt-get.
+browser:
+	@if [ ! -x "$${IDNODE_CHROMIUM:-/usr/bin/chromium}" ]; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+
 # Set up and run the whole test suite (lint and types included).
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
 # Set up and run the full benchmark (README "Benchmarks"); registries are built once and
