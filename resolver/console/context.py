@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from registry.audit import Caller
 from registry.errors import HandleError, ProtocolError
 from registry.model.identifiers import NA_PREFIX, handle_key
 from resolver.console.html import EMPTY, Html, csrf_field, fill, join, page
@@ -100,6 +101,12 @@ def field(form: MultiDictProxy[Any], name: str) -> str:
 
 def session_of(request: web.Request) -> Session:
     return request[SESSION]
+
+
+def caller_of(request: web.Request) -> Caller:
+    """Who the audit log names for a console write: the console and the browser's address
+    (the identity is the signed-in principal's, which every console write passes)."""
+    return Caller("admin-console", request.remote or "", "anonymous")
 
 
 def nav(request: web.Request) -> Html:

@@ -18,7 +18,16 @@ from aiohttp import web
 from registry.bootstrap import new_secret, prefix_values
 from registry.errors import InvalidHandle
 from registry.model.identifiers import check_prefix, handle_key, is_within, parse, prefix_handle
-from resolver.console.context import done, field, node_of, read_form, session_of, show, signed_in
+from resolver.console.context import (
+    caller_of,
+    done,
+    field,
+    node_of,
+    read_form,
+    session_of,
+    show,
+    signed_in,
+)
 from resolver.console.html import Html, csrf_field, fill, join
 from resolver.node import Node
 
@@ -184,7 +193,9 @@ async def allocate(request: web.Request) -> web.StreamResponse:
     shown = "" if secret else new_secret()
     values = prefix_values(prefix, secret or shown)
     who = session_of(request).who
-    await node.registry.put_record(parse(prefix_handle(prefix)), values, overwrite=False, who=who)
+    await node.registry.put_record(
+        parse(prefix_handle(prefix)), values, overwrite=False, who=who, caller=caller_of(request)
+    )
     message = f"Allocated {prefix}: its admin is 300:{prefix_handle(prefix)}."
     if shown:
         message += f" Its secret (shown once): {shown}"

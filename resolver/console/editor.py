@@ -14,6 +14,7 @@ from registry.errors import InvalidHandle
 from registry.model.identifiers import parse
 from registry.model.values import HS_SECKEY, Value, type_key
 from resolver.console.context import (
+    caller_of,
     done,
     field,
     node_of,
@@ -202,7 +203,9 @@ async def save(request: web.Request) -> web.StreamResponse:
     if not values:
         raise InvalidHandle("A record needs at least one value: delete it instead")
     node = node_of(request)
-    await node.registry.put_record(ident, values, overwrite=True, who=session_of(request).who)
+    await node.registry.put_record(
+        ident, values, overwrite=True, who=session_of(request).who, caller=caller_of(request)
+    )
     return done(request, f"Saved {handle}.", "/admin/identifier?" + _q(handle))
 
 
@@ -277,7 +280,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     handle = f"{prefix}/{suffix}"
     node = node_of(request)
     await node.registry.put_record(
-        parse(handle), values, overwrite=False, who=session_of(request).who
+        parse(handle),
+        values,
+        overwrite=False,
+        who=session_of(request).who,
+        caller=caller_of(request),
     )
     return done(request, f"Created {handle}.", "/admin/identifier?" + _q(handle))
 
@@ -289,5 +296,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     ident = parse(handle)
     if field(form, "confirm") != "yes":
         raise InvalidHandle("Tick the box to confirm the deletion")
-    await node_of(request).registry.delete_record(ident, session_of(request).who)
+    await node_of(request).registry.delete_record(
+        ident, session_of(request).who, caller=caller_of(request)
+    )
     return done(request, f"Deleted {handle}.", f"/admin/prefix/{ident.prefix}")
