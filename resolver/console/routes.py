@@ -8,7 +8,15 @@ from pathlib import Path
 from aiohttp import web
 
 from resolver.config import Config
-from resolver.console import dashboard, editor, enterprise, enterprises, importer, signin
+from resolver.console import (
+    dashboard,
+    editor,
+    enterprise,
+    enterprises,
+    importer,
+    signin,
+    templateform,
+)
 from resolver.console.context import SESSIONS
 from resolver.console.sessions import SessionTable
 from resolver.http.respond import Handler
@@ -49,6 +57,7 @@ ROUTES: tuple[tuple[tuple[str, ...], str, Handler], ...] = (
     (GET, "/admin/identifier/new", editor.new_page),
     (POST, "/admin/identifier/new", editor.create),
     (POST, "/admin/identifier/delete", editor.delete),
+    (POST, "/admin/identifier/template", templateform.submit),
     (GET, "/admin/import", importer.import_form),
     (POST, "/admin/import", importer.upload),
     (GET, "/admin/import/{job}.json", importer.status),
