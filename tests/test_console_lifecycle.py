@@ -13,16 +13,8 @@ import pytest
 
 from tests.conftest import ENT8, NODE_PREFIX, admin_of
 from tests.console_support import Console, console_server, sign_in
+from tests.test_lifecycle import APPLICATION, NEW
 
-NEW = "88.118.20"
-APPLICATION = {
-    "prefix": NEW,
-    "name": "Motor works",
-    "organisation": "Motor Works Ltd",
-    "contact": "ops@motor.example",
-    "industry": "machinery",
-    "secret": "a-long-enough-secret",
-}
 QUEUE = "/admin/node/enterprises"
 
 

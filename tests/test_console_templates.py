@@ -12,16 +12,8 @@ import pytest
 
 from tests.conftest import ENT8, NODE_PREFIX, admin_of
 from tests.console_support import Console, console_server, sign_in
+from tests.test_templates import MOTOR
 
-MOTOR = {
-    "description": "Motor controllers",
-    "fields": [
-        {"type": "SERIAL", "index": 2, "required": True, "pattern": "MC-[0-9]{4,8}"},
-        {"type": "GTIN", "datatype": "gs1", "required": True},
-        {"type": "VOLTAGE", "datatype": "enum", "enum": ["24V", "48V"]},
-        {"type": "MANUAL", "datatype": "url"},
-    ],
-}
 HANDLE = f"{ENT8}/MC-7"
 
 
@@ -50,7 +42,6 @@ def filled(csrf: str, gtin: str, mode: str = "new") -> dict[str, str]:
         "f_0": "MC-1234",
         "f_1": gtin,
         "f_2": "48V",
-        "f_3": "",
     }
 
 
