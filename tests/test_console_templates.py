@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from registry.errors import TemplateViolation
+from registry.model import templates as tpl
+from resolver.console.templateform import violations
 from tests.conftest import ENT8, NODE_PREFIX, admin_of
 from tests.console_support import Console, console_server, sign_in
 from tests.test_templates import MOTOR
@@ -106,3 +109,20 @@ async def test_create_and_edit_through_the_template_form(console: Console) -> No
         assert values["NOTE"]["index"] == 50 and values["NOTE"]["data"]["value"] == "kept"
         async with client.get(f"{console.url}/admin/identifier?handle={HANDLE}&plain=1") as resp:
             assert 'class="values"' in await resp.text()  # the plain editor stays reachable
+
+
+def test_violations_map_to_fields_by_type_and_the_rest_to_the_summary() -> None:
+    template = tpl.parse_definition(MOTOR, "motor-controller", 1)
+    exc = TemplateViolation(
+        HANDLE,
+        template.ref,
+        [
+            {"type": "gtin", "index": 3, "message": "not a GS1 key"},
+            {"type": "GTIN", "index": 9, "message": "must be at index 3"},
+            {"type": "TEMPLATE", "index": 1, "message": "unknown template"},
+        ],
+    )
+    assert violations(exc, template) == {
+        "GTIN": "not a GS1 key; must be at index 3",
+        "": "unknown template",
+    }

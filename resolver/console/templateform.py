@@ -110,10 +110,11 @@ def template_form(
     )
     summary = EMPTY
     if errors:
-        count = len(errors)
+        count = len(errors.keys() - {""})
+        said = f"{count} field{'s' if count > 1 else ''} to correct: see below." if count else ""
+        general = errors.get("", "")  # what the registry said of no field of the form
         summary = fill(
-            '<p class="error" role="alert">$m</p>',
-            m=f"{count} field{'s' if count > 1 else ''} to correct: see below.",
+            '<p class="error" role="alert">$m</p>', m=" ".join(filter(None, (general, said)))
         )
     suffix_html = fill(
         SUFFIX,
