@@ -17,7 +17,7 @@ from registry.authz import Principal
 from registry.model.admin import AdminRef
 from resolver.console.importer import JOBS
 from resolver.console.sessions import SessionTable
-from tests.conftest import ENT8, ENT9, NODE_PREFIX, SECRETS, identity, in_process
+from tests.conftest import ENT8, ENT9, NODE_PREFIX, SECRETS, admin_of, identity, in_process
 from tests.console_support import Console, console_server, sign_in
 from tests.test_serve import self_signed
 
@@ -448,3 +448,23 @@ async def test_import_csv(console: Console) -> None:
         async with client.get(f"{console.url}/api/handles/{ENT8}/CSV-1") as resp:
             values = {v["index"]: v for v in (await resp.json())["values"]}
         assert values[2]["data"]["value"] == "a@c.example" and values[2]["ttl"] == 600
+
+
+async def test_console_writes_are_audited_as_the_console(console: Console) -> None:
+    handle = f"{ENT8}/AUDIT-1"
+    async with console.client() as client:
+        csrf = await sign_in(console, client, ENT8)
+        form = new_form(csrf, ENT8, "AUDIT-1", "https://example.org/a")
+        async with client.post(f"{console.url}/admin/identifier/new", data=form) as resp:
+            assert resp.status == 200
+        gone = {"csrf": csrf, "handle": handle, "confirm": "yes"}
+        async with client.post(f"{console.url}/admin/identifier/delete", data=gone) as resp:
+            assert resp.status == 200
+        async with client.get(
+            f"{console.url}/api/audit?prefix={ENT8}", headers=admin_of(NODE_PREFIX)
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            entries = [e for e in (await resp.json())["entries"] if e["handle"] == handle]
+    assert [e["transport"] for e in entries] == ["admin-console", "admin-console"]
+    assert entries[0]["address"] == "127.0.0.1"
+    assert entries[0]["identity"] == ENT8_ID

@@ -2,10 +2,12 @@
 
 Signs in, creates an identifier through the form (one validation error first, then
 success), checks it resolves over the API, imports a file and watches the progress script
-finish, and opens the record page. Screenshots of the main pages are taken along the way,
-into ``IDNODE_SCREENSHOTS`` when set (``docs/screenshots`` refreshes the README's), else a
-temporary directory. Chromium must be installed (``.ci/run`` installs it): without it the
-test fails, it is never skipped.
+finish, and opens the record page; then the node admin approves an application from the
+lifecycle queue and its enterprise admin creates an identifier by metadata template (one
+validation error first) that resolves over the API. Screenshots of the main pages are taken
+along the way, into ``IDNODE_SCREENSHOTS`` when set (``docs/screenshots`` refreshes the
+README's), else a temporary directory. Chromium must be installed (``.ci/run`` installs
+it): without it the test fails, it is never skipped.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.conftest import ENT8, ENT8_ADMIN, JSON, NODE_PREFIX, SECRETS, identity
+from tests.conftest import ENT8, ENT8_ADMIN, JSON, NODE_PREFIX, SECRETS, admin_of, identity
 from tests.console_support import Console, console_server
+from tests.test_lifecycle import APPLICATION, NEW, NEW_SECRET
+from tests.test_templates import MOTOR
 
 CHROMIUM = Path(os.environ.get("IDNODE_CHROMIUM", "/usr/bin/chromium"))
 
@@ -58,6 +63,13 @@ async def sign_in(page: Page, console: Console, prefix: str) -> None:
     await page.get_by_label("Identity").fill(identity(prefix))
     await page.get_by_label("Secret").fill(SECRETS[prefix])
     await page.get_by_role("button", name="Sign in").click()
+
+
+async def resolve_api(console: Console, path: str) -> Any:
+    """``GET /api/handles/{path}`` as any client (no credentials): must answer 200."""
+    async with aiohttp.ClientSession() as http, http.get(f"{console.url}/api/handles/{path}") as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
 
 
 async def seed(console: Console) -> None:
@@ -138,12 +150,7 @@ async def test_console_in_chromium(tmp_path: Path, browser: Browser, shots: Path
         await snap(page, shots, "05-identifier-edit")
 
         # It resolves over the API, as any client sees it.
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"{console.url}/api/handles/{ENT8}/SENSOR-42?type=URL") as r,
-        ):
-            assert r.status == 200
-            body = await r.json()
+        body = await resolve_api(console, f"{ENT8}/SENSOR-42?type=URL")
         assert body["values"][0]["data"] == {
             "format": "string",
             "value": "https://plant.example/item/42",
@@ -184,5 +191,65 @@ async def test_console_in_chromium(tmp_path: Path, browser: Browser, shots: Path
         )
         await expect(page.locator("#bar")).to_have_attribute("value", "40")
         await snap(page, shots, "08-import")
+        assert errors == []
+        await context.close()
+
+
+async def test_approve_then_create_by_template_in_chromium(
+    tmp_path: Path, browser: Browser, shots: Path
+) -> None:
+    async with console_server(tmp_path) as console:
+        async with aiohttp.ClientSession() as http:
+            async with http.put(
+                f"{console.url}/api/templates/motor-controller",
+                json=MOTOR,
+                headers={**admin_of(NODE_PREFIX), **JSON},
+            ) as r:
+                assert r.status == 201, await r.text()
+            async with http.post(f"{console.url}/api/enterprises", json=APPLICATION) as r:
+                assert r.status == 201, await r.text()
+        context = await browser.new_context(viewport={"width": 1180, "height": 760})
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+        # The node admin approves the application from the lifecycle queue.
+        await sign_in(page, console, NODE_PREFIX)
+        await expect(page.get_by_text("1 application waiting")).to_be_visible()
+        await page.get_by_role("link", name="Lifecycle queue").click()
+        pending = page.locator("section", has=page.locator("#q-pending"))
+        await expect(pending.get_by_role("row", name=NEW)).to_contain_text("Motor Works Ltd")
+        await snap(page, shots, "10-lifecycle-queue")
+        await pending.get_by_role("button", name="Approve").click()
+        await expect(page.locator(".flash")).to_have_text(f"{NEW} is now active.")
+        active = page.locator("section", has=page.locator("#q-active"))
+        await expect(active.get_by_role("row", name=NEW)).to_be_visible()
+        await page.get_by_role("button", name="Sign out").click()
+
+        # Its admin signs in with the application's secret and creates an identifier by
+        # template: a wrong GTIN check digit first, then success.
+        await page.get_by_label("Identity").fill(identity(NEW))
+        await page.get_by_label("Secret").fill(NEW_SECRET)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page).to_have_url(f"{console.url}/admin/prefix/{NEW}")
+        await page.get_by_role("link", name="New identifier").click()
+        await page.get_by_label("Fill in by template").select_option("motor-controller")
+        await page.get_by_role("button", name="Use template").click()
+        await page.get_by_label("Identifier").fill("MC-7")
+        await page.locator("#f_0").fill("MC-1234")
+        await page.locator("#f_1").fill("4006381333932")
+        await page.locator("#f_2").select_option("48V")
+        await page.get_by_role("button", name="Create").click()
+        await expect(page.locator("#err-GTIN")).to_contain_text("not a GS1 key")
+        await expect(page.locator("#f_1")).to_have_attribute("aria-invalid", "true")
+        await expect(page.locator(".field-error")).to_have_count(1)
+        await snap(page, shots, "11-template-form-error")
+        await page.locator("#f_1").fill("4006381333931")
+        await page.get_by_role("button", name="Create").click()
+        await expect(page.locator(".flash")).to_have_text(f"Created {NEW}/MC-7.")
+
+        body = await resolve_api(console, f"{NEW}/MC-7")
+        values = {v["type"]: v["data"]["value"] for v in body["values"]}
+        assert values["GTIN"] == "4006381333931" and values["TEMPLATE"] == "motor-controller"
         assert errors == []
         await context.close()

@@ -17,10 +17,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from registry.audit import Caller
 from registry.errors import HandleError, ProtocolError
 from registry.model.identifiers import NA_PREFIX, handle_key
+from registry.model.values import Value
 from resolver.console.html import EMPTY, Html, csrf_field, fill, join, page
 from resolver.console.sessions import Session, SessionTable
+from resolver.core import Query
 from resolver.http.keys import NODE
 from resolver.node import Node
 
@@ -100,6 +103,20 @@ def field(form: MultiDictProxy[Any], name: str) -> str:
 
 def session_of(request: web.Request) -> Session:
     return request[SESSION]
+
+
+async def current_values(request: web.Request, handle: str) -> list[Value]:
+    """The record's values as the signed-in identity may read them (secrets included when
+    it may), as ``GET /api/handles/H`` with its credentials answers."""
+    node = node_of(request)
+    answer = await node.resolver.resolve(Query(handle, who=session_of(request).who))
+    return list(answer.values)
+
+
+def caller_of(request: web.Request) -> Caller:
+    """Who the audit log names for a console write: the console and the browser's address
+    (the identity is the signed-in principal's, which every console write passes)."""
+    return Caller("admin-console", request.remote or "", "anonymous")
 
 
 def nav(request: web.Request) -> Html:

@@ -2,9 +2,8 @@
 one, the HTTP API's ``PUT /api/handles/0.NA/<prefix>``), the link to the top-level, and the
 statistics reported to it.
 
-The enterprise lifecycle (applications to approve or reject, suspending, withdrawing) is the
-lifecycle service's: its queue is shown here once that service exists, through the same
-service functions as its HTTP API; until then an enterprise is either allocated or not.
+The enterprise lifecycle (applications to approve or reject, suspending, withdrawing) has its
+own page (:mod:`resolver.console.enterprises`), linked from here with the count waiting.
 """
 
 from __future__ import annotations
@@ -15,15 +14,26 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
+from registry.authz import Principal
 from registry.bootstrap import new_secret, prefix_values
-from registry.errors import InvalidHandle
+from registry.errors import InsufficientPermissions, InvalidHandle
 from registry.model.identifiers import check_prefix, handle_key, is_within, parse, prefix_handle
-from resolver.console.context import done, field, node_of, read_form, session_of, show, signed_in
+from resolver.console.context import (
+    caller_of,
+    done,
+    field,
+    node_of,
+    read_form,
+    session_of,
+    show,
+    signed_in,
+)
 from resolver.console.html import Html, csrf_field, fill, join
 from resolver.node import Node
 
 PAGE = """<h1>Node $node</h1>
 <section aria-labelledby="ent"><h2 id="ent">Enterprise prefixes</h2>
+<p><a class="button" href="/admin/node/enterprises">Lifecycle queue</a> $pending</p>
 <table><thead><tr><th scope="col">Prefix</th><th scope="col" class="num">Identifiers</th>
 <th scope="col">State</th></tr></thead><tbody>$rows</tbody></table>
 <details><summary>Allocate an enterprise prefix</summary>
@@ -39,7 +49,16 @@ PAGE = """<h1>Node $node</h1>
 <h3>This process</h3>$process</section>"""
 
 
-async def enterprise_rows(node: Node) -> Html:
+async def lifecycle_states(node: Node, who: Principal) -> dict[str, str]:
+    """Each enterprise prefix's lifecycle state by key (none: ``who`` is no node admin)."""
+    try:
+        found = await node.enterprises.list_all(who)
+    except InsufficientPermissions:
+        return {}
+    return {handle_key(e.prefix): e.state for e in found}
+
+
+async def enterprise_rows(node: Node, states: Mapping[str, str]) -> Html:
     rows = []
     for handle in await node.listings.prefixes():
         prefix = handle.split("/", 1)[1]
@@ -50,9 +69,11 @@ async def enterprise_rows(node: Node) -> Html:
         rows.append(
             fill(
                 '<tr><td><a href="/admin/prefix/$p">$p</a></td><td class="num">$n</td>'
-                '<td><span class="state ok">active</span></td></tr>',
+                '<td><span class="state $css">$state</span></td></tr>',
                 p=prefix,
                 n=total,
+                state=states.get(key, "active"),
+                css="ok" if states.get(key, "active") == "active" else "off",
             )
         )
     return join(rows) or Html('<tr><td colspan="3">None yet.</td></tr>')
@@ -157,10 +178,13 @@ TRANSPORT = re.compile(r'transport="([^"]*)"')
 async def dashboard(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     session = session_of(request)
+    states = await lifecycle_states(node, session.who)
+    waiting = sum(1 for s in states.values() if s == "pending")
     body = fill(
         PAGE,
+        pending=f"{waiting} application{'s' if waiting != 1 else ''} waiting",
         node=", ".join(node.config.prefixes),
-        rows=await enterprise_rows(node),
+        rows=await enterprise_rows(node, states),
         csrf=csrf_field(session.csrf),
         example=f"{node.config.prefixes[0]}.9",
         sync=await sync_section(node),
@@ -184,7 +208,9 @@ async def allocate(request: web.Request) -> web.StreamResponse:
     shown = "" if secret else new_secret()
     values = prefix_values(prefix, secret or shown)
     who = session_of(request).who
-    await node.registry.put_record(parse(prefix_handle(prefix)), values, overwrite=False, who=who)
+    await node.registry.put_record(
+        parse(prefix_handle(prefix)), values, overwrite=False, who=who, caller=caller_of(request)
+    )
     message = f"Allocated {prefix}: its admin is 300:{prefix_handle(prefix)}."
     if shown:
         message += f" Its secret (shown once): {shown}"

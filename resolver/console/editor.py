@@ -14,6 +14,8 @@ from registry.errors import InvalidHandle
 from registry.model.identifiers import parse
 from registry.model.values import HS_SECKEY, Value, type_key
 from resolver.console.context import (
+    caller_of,
+    current_values,
     done,
     field,
     node_of,
@@ -23,8 +25,8 @@ from resolver.console.context import (
     signed_in,
 )
 from resolver.console.html import EMPTY, Html, csrf_field, fill, join
+from resolver.console.templateform import chooser, declared_template, template_form, texts_of
 from resolver.console.valueform import Errors, Row, rows_from_form, rows_of, values_of
-from resolver.core import Query
 from resolver.http.keys import VERIFIER
 from resolver.http.proxy import proxy_path
 from resolver.verification import SignatureStatus
@@ -132,14 +134,6 @@ def signature_panel(status: SignatureStatus) -> Html:
     return fill('<p class="sig sig-$state">$text</p>', state=status.state, text=text)
 
 
-async def _current(request: web.Request, handle: str) -> list[Value]:
-    """The record's values as the signed-in identity may read them (secrets included when
-    it may), as ``GET /api/handles/H`` with its credentials answers."""
-    node = node_of(request)
-    answer = await node.resolver.resolve(Query(handle, who=session_of(request).who))
-    return list(answer.values)
-
-
 def _client_values(values: Sequence[Value]) -> list[Value]:
     return [v for v in values if type_key(v.type) != "HS_SIGNATURE"]
 
@@ -151,7 +145,7 @@ def _secrets(values: Sequence[Value]) -> dict[int, bytes]:
 async def _edit_page(
     request: web.Request, handle: str, rows: Sequence[Row], errors: Errors, status: int = 200
 ) -> web.Response:
-    values = await _current(request, handle)
+    values = await current_values(request, handle)
     verifier = request.app[VERIFIER]
     session = session_of(request)
     body = fill(
@@ -184,8 +178,12 @@ values</label> <button type="submit" class="danger">Delete</button></form>""",
 @signed_in
 async def edit_page(request: web.Request) -> web.StreamResponse:
     handle = request.query.get("handle", "").strip()
-    parse(handle)
-    values = await _current(request, handle)
+    ident = parse(handle)
+    values = await current_values(request, handle)
+    template = None if request.query.get("plain") else await declared_template(request, values)
+    if template is not None:
+        texts = texts_of(template, values)
+        return template_form(request, template, ident.prefix, ident.local, texts, {}, "edit")
     return await _edit_page(request, handle, rows_of(_client_values(values)), {})
 
 
@@ -195,14 +193,16 @@ async def save(request: web.Request) -> web.StreamResponse:
     handle = field(form, "handle")
     ident = parse(handle)
     rows = rows_from_form(form)
-    current = await _current(request, handle)
+    current = await current_values(request, handle)
     values, errors = values_of(rows, _secrets(current))
     if errors:
         return await _edit_page(request, handle, rows, errors, status=400)
     if not values:
         raise InvalidHandle("A record needs at least one value: delete it instead")
     node = node_of(request)
-    await node.registry.put_record(ident, values, overwrite=True, who=session_of(request).who)
+    await node.registry.put_record(
+        ident, values, overwrite=True, who=session_of(request).who, caller=caller_of(request)
+    )
     return done(request, f"Saved {handle}.", "/admin/identifier?" + _q(handle))
 
 
@@ -211,7 +211,7 @@ def _q(handle: str) -> str:
 
 
 NEW = """<p class="crumbs"><a href="/admin/prefix/$prefix">$prefix</a></p>
-<h1>New identifier under $prefix</h1>$editor"""
+<h1>New identifier under $prefix</h1>$chooser$editor"""
 
 
 def _new_page(
@@ -222,6 +222,7 @@ def _new_page(
     errors: Errors,
     suffix_error: str = "",
     status: int = 200,
+    chooser: Html = EMPTY,
 ) -> web.Response:
     session = session_of(request)
     error = (
@@ -244,6 +245,7 @@ def _new_page(
     body = fill(
         NEW,
         prefix=prefix,
+        chooser=chooser,
         editor=editor("/admin/identifier/new", session.csrf, rows, errors, "Create", hidden),
     )
     return show(request, f"New identifier — {prefix}", body, status=status)
@@ -252,8 +254,17 @@ def _new_page(
 @signed_in
 async def new_page(request: web.Request) -> web.StreamResponse:
     prefix = request.query.get("prefix", "").strip() or session_of(request).prefix
+    templates = node_of(request).templates
+    name = request.query.get("template", "").strip()
+    if name:
+        template = await templates.get(name)
+        return template_form(request, template, prefix, "", [], {}, "new")
+    names = {
+        t.name: f"{t.name} — {t.description}" if t.description else t.name
+        for t in await templates.list_all()
+    }
     rows = [Row("1", "URL", "", "", ""), *rows_of([])]
-    return _new_page(request, prefix, "", rows, {})
+    return _new_page(request, prefix, "", rows, {}, chooser=chooser(prefix, names))
 
 
 @signed_in
@@ -277,7 +288,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     handle = f"{prefix}/{suffix}"
     node = node_of(request)
     await node.registry.put_record(
-        parse(handle), values, overwrite=False, who=session_of(request).who
+        parse(handle),
+        values,
+        overwrite=False,
+        who=session_of(request).who,
+        caller=caller_of(request),
     )
     return done(request, f"Created {handle}.", "/admin/identifier?" + _q(handle))
 
@@ -289,5 +304,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     ident = parse(handle)
     if field(form, "confirm") != "yes":
         raise InvalidHandle("Tick the box to confirm the deletion")
-    await node_of(request).registry.delete_record(ident, session_of(request).who)
+    await node_of(request).registry.delete_record(
+        ident, session_of(request).who, caller=caller_of(request)
+    )
     return done(request, f"Deleted {handle}.", f"/admin/prefix/{ident.prefix}")

@@ -18,9 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
+from registry.audit import Caller
 from registry.authz import Principal
 from registry.errors import HandleError, ProtocolError
 from resolver.console.context import (
+    caller_of,
     node_of,
     read_form,
     redirect,
@@ -73,14 +75,16 @@ class Jobs:
     def __init__(self) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
-    def start(self, node: Node, who: Principal, name: str, items: list[Item]) -> Job:
+    def start(
+        self, node: Node, who: Principal, caller: Caller, name: str, items: list[Item]
+    ) -> Job:
         job = Job(secrets.token_urlsafe(12), who.ref_key, name, len(items))
         self._jobs[job.id] = job
         while len(self._jobs) > MAX_JOBS:
             _, old = self._jobs.popitem(last=False)
             if old.task is not None:
                 old.task.cancel()
-        job.task = asyncio.create_task(_run(node, who, job, items), name="console-import")
+        job.task = asyncio.create_task(_run(node, who, caller, job, items), name="console-import")
         return job
 
     def get(self, job_id: str, who: Principal) -> Job | None:
@@ -99,7 +103,7 @@ class Jobs:
 JOBS = web.AppKey("console_jobs", Jobs)
 
 
-async def _run(node: Node, who: Principal, job: Job, items: list[Item]) -> None:
+async def _run(node: Node, who: Principal, caller: Caller, job: Job, items: list[Item]) -> None:
     try:
         for item in items:
             if item.ident is None:
@@ -107,7 +111,7 @@ async def _run(node: Node, who: Principal, job: Job, items: list[Item]) -> None:
             else:
                 try:
                     result = await node.registry.put_record(
-                        item.ident, item.values, overwrite=True, who=who
+                        item.ident, item.values, overwrite=True, who=who, caller=caller
                     )
                 except HandleError as exc:
                     job.refuse(item.line, f"{item.ident.text}: {exc.message or exc.outcome.name}")
@@ -147,7 +151,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
     items = items_of(upload.filename, raw)
     if not items:
         raise ProtocolError("The file holds no records")
-    job = request.app[JOBS].start(node_of(request), session_of(request).who, upload.filename, items)
+    who = session_of(request).who
+    job = request.app[JOBS].start(node_of(request), who, caller_of(request), upload.filename, items)
     return redirect(f"/admin/import/{job.id}")
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 from aiohttp import web
 
 from resolver.config import Config
-from resolver.console import dashboard, editor, enterprise, importer, signin
+from resolver.console import (
+    dashboard,
+    editor,
+    enterprise,
+    enterprises,
+    importer,
+    signin,
+    templateform,
+)
 from resolver.console.context import SESSIONS
 from resolver.console.sessions import SessionTable
 from resolver.http.respond import Handler
@@ -41,12 +49,15 @@ ROUTES: tuple[tuple[tuple[str, ...], str, Handler], ...] = (
     (POST, "/admin/signout", signin.signout),
     (GET, "/admin/node", dashboard.dashboard),
     (POST, "/admin/node/prefixes", dashboard.allocate),
+    (GET, enterprises.PATH, enterprises.queue),
+    (POST, enterprises.PATH, enterprises.act),
     (GET, "/admin/prefix/{prefix}", enterprise.prefix_page),
     (GET, "/admin/identifier", editor.edit_page),
     (POST, "/admin/identifier", editor.save),
     (GET, "/admin/identifier/new", editor.new_page),
     (POST, "/admin/identifier/new", editor.create),
     (POST, "/admin/identifier/delete", editor.delete),
+    (POST, "/admin/identifier/template", templateform.submit),
     (GET, "/admin/import", importer.import_form),
     (POST, "/admin/import", importer.upload),
     (GET, "/admin/import/{job}.json", importer.status),
