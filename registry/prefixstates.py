@@ -27,6 +27,9 @@ class PrefixStates:
         self.records = records
         self.keys = [handle_key(ent.states_handle(h)) for h in homed]
         self._offsets = [records.gens.slot_of(k) for k in self.keys]
+        self._gens = records.gens
+        self._single = len(self._offsets) == 1
+        self._offset0 = self._offsets[0] if self._offsets else 0
         self._seen: list[int] | None = None  # the generations ``blocked`` was read at
         self.blocked: dict[str, str] = {}  # prefix key -> suspended | withdrawn
         self._memo: dict[str, str | None] = {}  # prefix key -> blocking state (or None)
@@ -37,9 +40,9 @@ class PrefixStates:
         seen = self._seen
         if seen is None or not self.records.coherent:
             return False
-        get = self.records.gens.get_slot
-        if len(seen) == 1:  # one home prefix: the usual node
-            return bool(get(self._offsets[0]) == seen[0])
+        if self._single:  # one home prefix, the usual node: as few steps as can be
+            return self._gens.get_slot(self._offset0) == seen[0]
+        get = self._gens.get_slot
         return all(get(offset) == gen for offset, gen in zip(self._offsets, seen, strict=True))
 
     def state_of(self, prefix_key: str) -> str | None:
