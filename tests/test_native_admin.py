@@ -28,6 +28,7 @@ from registry.model.pubkey import pubkey_from_jwk
 from registry.model.values import HS_ADMIN, HS_PUBKEY, Value
 from registry.proofs import SecretProof
 from registry.signing.keys import public_jwk_of
+from registry.store.chain import AuditQuery
 from resolver.config import load
 from resolver.http.app import make_app
 from resolver.native import client as native_client
@@ -277,6 +278,16 @@ async def test_create_add_modify_remove_list_delete_with_a_secret_and_a_key(
     ok(await admin(native, DeleteHandleRequest(handle), key))
     status, _ = await http_get(native, handle)
     assert status == 404
+    # Each write is in the audit log, named as the native protocol's, by who proved it.
+    entries = await native.node.store.audit_entries(AuditQuery(), 0, 1000)
+    mine = [(e.action, e.identity) for e in entries if e.handle.upper() == handle.upper()]
+    assert [a for a, _ in mine] == ["create", "update", "update", "update", "delete"], mine
+    assert all(
+        e.transport == "native" and e.address == "127.0.0.1"
+        for e in entries
+        if e.handle.upper() == handle.upper()
+    )
+    assert {i for _, i in mine} == {f"300:{PREFIX}", f"{KEY_INDEX}:{PREFIX}"}, mine
 
 
 async def test_add_without_overwrite_refuses_a_taken_index_and_modify_a_missing_one(
@@ -397,6 +408,8 @@ async def test_wrong_secret_and_wrong_key_are_refused_then_throttled(native: Adm
     assert reply.header.response_code == ResponseCode.SERVER_TOO_BUSY
     assert isinstance(reply.body, ErrorResponse) and "retry" in reply.body.message
     assert await native.node.store.get("88.118.8/GUESS") is None
+    refusals = await native.node.store.audit_entries(AuditQuery(action="refused"), 0, 100)
+    assert any(e.transport == "native" and e.handle == PREFIX for e in refusals), refusals
 
 
 async def test_replayed_expired_and_foreign_answers_are_refused(native: Admin) -> None:
