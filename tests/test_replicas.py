@@ -247,6 +247,7 @@ async def test_primary_restarted_mid_run(hosts: Hosts, pair: Pair) -> None:
     statuses: dict[int, int] = {}
     stop = asyncio.Event()
     restarted = asyncio.Event()
+    first_ack = asyncio.Event()
     after = 0  # writes acknowledged after the restart
 
     async def writer(k: int, session: aiohttp.ClientSession) -> None:
@@ -258,6 +259,7 @@ async def test_primary_restarted_mid_run(hosts: Hosts, pair: Pair) -> None:
             statuses[status] = statuses.get(status, 0) + 1
             if status == 201:
                 acked.append((handle, value))
+                first_ack.set()
                 after += restarted.is_set()
             n += 1
 
@@ -265,10 +267,8 @@ async def test_primary_restarted_mid_run(hosts: Hosts, pair: Pair) -> None:
         """Acknowledged writes read back through the other host meanwhile: each is there,
         or the read is refused (503) while the database is away; never not found."""
         i = 0
-        while not stop.is_set():
-            if not acked:
-                await asyncio.sleep(0.01)
-                continue
+        await first_ack.wait()
+        while not stop.is_set() and acked:
             i += 1
             handle, value = acked[(i * 7919) % len(acked)]
             k = int(handle.split("-")[1])
@@ -297,6 +297,7 @@ async def test_primary_restarted_mid_run(hosts: Hosts, pair: Pair) -> None:
                 await asyncio.sleep(0.05)
         finally:
             stop.set()
+            first_ack.set()  # a reader still waiting for the first write ends too
             await asyncio.gather(*tasks)
         assert set(statuses) <= {201, 503}, statuses  # refused cleanly, or acknowledged
         assert statuses.get(503, 0) > 0, statuses  # the restart did meet writes in flight
