@@ -376,3 +376,13 @@ async def test_imports_into_a_suspended_prefix_stop_at_its_first_line(
     with pytest.raises(ImportLineError, match=f"^line 2: prefix {NEW} is suspended"):
         await import_lines(server.node.registry, lines, batch=10, workers=workers)
     assert await server.node.store.get("88.118.8/I1") is None  # nothing of the batch
+
+
+async def test_an_application_that_is_not_json_is_refused_naming_the_post(server: Server) -> None:
+    url = server.url + "/api/enterprises"
+    async with server.session.post(url, data=b'{"prefix":', headers=JSON) as r:
+        assert r.status == 400
+        body = await r.json()
+    assert body["responseCode"] == 4
+    assert body["message"].startswith("Invalid JSON in POST request: "), body
+    assert (await call(server, "GET", "/api/enterprises", None, headers=NODE_ADMIN))[0] == 200

@@ -12,14 +12,15 @@ from registry.model.jsonvalues import value_from_json
 from registry.model.values import Value
 
 
-def decode(body: bytes) -> Any:
-    """The JSON of a write's body, or a protocol error saying what is wrong with it."""
+def decode(body: bytes, method: str = "PUT") -> Any:
+    """The JSON of a write's body, or a protocol error saying what is wrong with it (in the
+    reference's words for a PUT; ``method`` names the request that carried it)."""
     if not body.strip():
-        raise ProtocolError("Invalid JSON in PUT request: the body is empty")
+        raise ProtocolError(f"Invalid JSON in {method} request: the body is empty")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"Invalid JSON in PUT request: {exc}") from None
+        raise ProtocolError(f"Invalid JSON in {method} request: {exc}") from None
 
 
 def values_from_body(body: Any) -> tuple[list[Value], str | None]:

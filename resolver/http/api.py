@@ -109,7 +109,7 @@ async def read_json(request: web.Request) -> Any:
         raise ProtocolError(
             f"Request body not received within {config.body_timeout:g} s", outcome=BODY_TIMEOUT
         ) from None
-    return jsonbody.decode(body)
+    return jsonbody.decode(body, request.method)
 
 
 JSON_HEADERS = {"Content-Type": JSON_TYPE}
