@@ -28,7 +28,7 @@ async def record_config(node: Node) -> None:
     """Append a ``config`` entry if the node runs with other settings than last recorded."""
     config = node.config
     if await auditlog.record_config(node.registry, recorded_settings(config), SERVE):
-        log.info("configuration changed since last recorded: audit entry appended")
+        log.info("configuration recorded in the audit log (first start, or changed since)")
 
 
 class AuditKeeper:
